@@ -1,0 +1,366 @@
+"""One ASGI ``http`` call per stream: the app-message state machine and the
+one app-error policy.
+
+Theory of operation
+-------------------
+:class:`HTTPCycle` runs ``app(scope, receive, send)`` for one request. It
+talks to the connection only through a :class:`StreamPort` (implemented by
+``tricorn.server.streams``): inbound events come from ``port.receive()``,
+outbound events go to ``port.send()``. It never sees bytes, sockets or
+protocol libraries, so the same cycle serves HTTP/1.1, HTTP/2 and HTTP/3.
+
+Rule 1: the only state is ``self.state`` (a :class:`State`); which app
+message is legal in which state, and where it leads, is the table
+``_TRANSITIONS``. Everything else follows from it.
+
+The response head is held back until the first body message (ASGI allows
+this: "Protocol servers need not flush ... until the first Response Body
+event"), so a small response goes out in one write.
+
+The app-error policy (STYLE.md principle 14) is the table ``_POLICY`` at the
+bottom; each row is one way an application can end.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import anyio
+
+from ..errors import AppProtocolError, ClientDisconnected
+from ..protocol.events import (
+    Body,
+    Data,
+    EndBody,
+    EndData,
+    Event,
+    Headers,
+    InformationalResponse,
+    ResetStream,
+    Response,
+    StreamClosed,
+    Trailers,
+)
+from .types import ASGIApp, Message, Scope
+
+__all__ = ["HTTPCycle", "State", "StreamPort"]
+
+log = logging.getLogger("tricorn.error")
+
+_ERROR_BODY = b"Internal Server Error"
+_ERROR_HEADERS: Headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+]
+
+
+class StreamPort(Protocol):
+    """What a cycle needs from the connection that carries its stream."""
+
+    @property
+    def stream_id(self) -> int: ...
+
+    async def receive(self) -> Event:
+        """The next inbound event of the stream (Body, EndBody, Trailers or
+        StreamClosed); after StreamClosed, StreamClosed forever."""
+
+    async def send(self, *events: Event) -> None:
+        """Write events in order; raises ClientDisconnected once the peer is gone."""
+
+    async def send_file(self, path: str) -> int:
+        """Write the whole file at ``path`` as body data; return its size."""
+
+    def finish(self) -> None:
+        """The response is complete: wake any ``receive()`` waiting for disconnect."""
+
+
+class State(enum.Enum):
+    """Where the response is. Values are only for reprs."""
+
+    WAIT_START = "waiting for http.response.start"
+    STARTED = "head held, waiting for the first body message"
+    BODY = "streaming the body"
+    TRAILERS = "waiting for http.response.trailers"
+    DONE = "response complete"
+
+
+class HTTPCycle:
+    """Runs one ASGI HTTP call.
+
+    :param app: the ASGI 3 application.
+    :param scope: the request's scope.
+    :param port: the stream's connection to the event core.
+    :param default_headers: returns headers to add to every response unless
+        the app set them (``server``, ``date``; precomputed by the server).
+    """
+
+    __slots__ = (
+        "_body_done",
+        "_default_headers",
+        "_head",
+        "_port",
+        "_trailers",
+        "_trailers_expected",
+        "app",
+        "disconnected",
+        "response_headers",
+        "scope",
+        "sent_bytes",
+        "state",
+        "status",
+    )
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        port: StreamPort,
+        default_headers: Callable[[], Headers],
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self._port = port
+        self._default_headers = default_headers
+        self.state = State.WAIT_START
+        self.status = 0
+        self.sent_bytes = 0
+        self.disconnected = False
+        self.response_headers: Headers = []
+        self._body_done = False
+        self._head: Response | None = None
+        self._trailers: Headers = []
+        self._trailers_expected = False
+
+    # ------------------------------------------------------------ receive
+
+    async def receive(self) -> Message:
+        """ASGI ``receive``: body chunks, then ``http.disconnect`` once the
+        client is gone or the response is complete."""
+        if self.state is State.DONE or self.disconnected:
+            return {"type": "http.disconnect"}
+        if self._body_done:
+            await self._wait_disconnect()
+            return {"type": "http.disconnect"}
+        event = await self._port.receive()
+        if isinstance(event, Body):
+            return {"type": "http.request", "body": event.data, "more_body": True}
+        if isinstance(event, EndBody):
+            self._body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if isinstance(event, Trailers):  # request trailers: not in the ASGI spec
+            return await self.receive()
+        self._body_done = True
+        self.disconnected = True
+        return {"type": "http.disconnect"}
+
+    async def _wait_disconnect(self) -> None:
+        while not isinstance(await self._port.receive(), StreamClosed):
+            pass
+        self.disconnected = True
+
+    # ------------------------------------------------------------ send
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send``: validate ``message`` against the state table and
+        turn it into protocol events.
+
+        :raises ClientDisconnected: the client has gone away.
+        :raises AppProtocolError: the message is not allowed now, or malformed.
+        """
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise AppProtocolError(f"ASGI message without a type: {message!r}") from None
+        handler = _TRANSITIONS[self.state].get(message_type)
+        if handler is None:
+            raise AppProtocolError(
+                f"unexpected ASGI message {message_type!r} while {self.state.value}"
+            )
+        await handler(self, message)
+
+    async def _on_early_hint(self, message: Message) -> None:
+        links = message.get("links", [])
+        headers = [(b"link", _bytes(link, "links")) for link in links]
+        await self._emit(InformationalResponse(self._port.stream_id, 103, headers))
+
+    async def _on_start(self, message: Message) -> None:
+        status = message.get("status")
+        if type(status) is not int or not 200 <= status <= 599:
+            raise AppProtocolError(f"http.response.start status must be an int 200-599: {status!r}")
+        headers = _headers(message.get("headers", ()))
+        self._add_defaults(headers)
+        self.status = status
+        self.response_headers = headers
+        self._head = Response(self._port.stream_id, status, headers)
+        self._trailers_expected = bool(message.get("trailers", False))
+        self.state = State.STARTED
+
+    async def _on_body(self, message: Message) -> None:
+        body = message.get("body", b"")
+        if not isinstance(body, bytes):
+            if not isinstance(body, bytearray | memoryview):
+                raise AppProtocolError(f"http.response.body body must be bytes: {type(body)!r}")
+            body = bytes(body)
+        more = bool(message.get("more_body", False))
+        events: list[Event] = []
+        if self._head is not None:
+            events.append(self._head)
+            self._head = None
+        stream_id = self._port.stream_id
+        if body:
+            events.append(Data(stream_id, body))
+            self.sent_bytes += len(body)
+        if more:
+            self.state = State.BODY
+        elif self._trailers_expected:
+            self.state = State.TRAILERS
+        else:
+            events.append(EndData(stream_id))
+            self.state = State.DONE
+        if events:
+            await self._emit(*events)
+        if self.state is State.DONE:
+            self._port.finish()
+
+    async def _on_pathsend(self, message: Message) -> None:
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise AppProtocolError(f"http.response.pathsend path must be absolute: {path!r}")
+        if self._head is not None:
+            await self._emit(self._head)
+            self._head = None
+        self.sent_bytes += await self._port.send_file(path)
+        await self._on_body({"body": b"", "more_body": False})
+
+    async def _on_trailers(self, message: Message) -> None:
+        self._trailers.extend(_headers(message.get("headers", ())))
+        if message.get("more_trailers", False):
+            return
+        self.state = State.DONE
+        await self._emit(Trailers(self._port.stream_id, self._trailers))
+        self._port.finish()
+
+    def _add_defaults(self, headers: Headers) -> None:
+        defaults = self._default_headers()
+        if not defaults:
+            return
+        present = {name for name, _ in headers}
+        headers.extend(item for item in defaults if item[0] not in present)
+
+    async def _emit(self, *events: Event) -> None:
+        try:
+            await self._port.send(*events)
+        except ClientDisconnected:
+            self.disconnected = True
+            raise
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        """Call the application once and apply the error policy to how it
+        ended. Never raises, except cancellation."""
+        try:
+            result: object = await self.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except anyio.get_cancelled_exc_class():
+            raise
+        except ClientDisconnected:
+            log.debug("client disconnected during %s %s", self.scope["method"], self.scope["path"])
+            return
+        except BaseException as exc:  # the app-error boundary
+            await _POLICY["raised"](self, exc)
+            return
+        if result is not None:
+            await _POLICY["returned a value"](self, AppProtocolError(f"returned {result!r}"))
+        elif self.state is not State.DONE and not self.disconnected:
+            await _POLICY["returned early"](self, None)
+
+    async def _fail(self, exc: BaseException | None) -> None:
+        """500 if nothing was sent yet, else abort the stream."""
+        if exc is not None:
+            log.error(
+                "Exception in ASGI application (%s %s)",
+                self.scope.get("method"),
+                self.scope.get("path"),
+                exc_info=exc,
+            )
+        else:
+            log.error(
+                "ASGI application returned without completing the response (%s %s)",
+                self.scope.get("method"),
+                self.scope.get("path"),
+            )
+        if self.disconnected or self.state is State.DONE:
+            return
+        stream_id = self._port.stream_id
+        try:
+            if self.state is State.WAIT_START or self._head is not None:
+                self._head = None  # a held head never reached the wire
+                self.status = 500
+                headers = list(_ERROR_HEADERS)
+                self._add_defaults(headers)
+                self.response_headers = headers
+                self.state = State.DONE
+                await self._port.send(
+                    Response(stream_id, 500, headers),
+                    Data(stream_id, _ERROR_BODY),
+                    EndData(stream_id),
+                )
+            else:
+                self.state = State.DONE
+                await self._port.send(ResetStream(stream_id))
+        except ClientDisconnected:
+            self.disconnected = True
+        self._port.finish()
+
+
+_TRANSITIONS: dict[State, dict[str, Any]] = {
+    State.WAIT_START: {
+        "http.response.start": HTTPCycle._on_start,
+        "http.response.early_hint": HTTPCycle._on_early_hint,
+    },
+    State.STARTED: {
+        "http.response.body": HTTPCycle._on_body,
+        "http.response.pathsend": HTTPCycle._on_pathsend,
+    },
+    State.BODY: {"http.response.body": HTTPCycle._on_body},
+    State.TRAILERS: {"http.response.trailers": HTTPCycle._on_trailers},
+    State.DONE: {},
+}
+
+# How an application call can end, and what follows (STYLE.md principle 14):
+#   raised            -> traceback logged once; 500 if nothing sent, else abort
+#   returned a value  -> logged as an error; then as "returned early" if incomplete
+#   returned early    -> logged; 500 if nothing sent, else abort
+# ClientDisconnected escaping the app is the expected end of a cancelled
+# exchange and only logged at debug level (see HTTPCycle.run).
+_POLICY: dict[str, Callable[[HTTPCycle, BaseException | None], Any]] = {
+    "raised": HTTPCycle._fail,
+    "returned a value": HTTPCycle._fail,
+    "returned early": HTTPCycle._fail,
+}
+
+
+def _bytes(value: object, field: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    raise AppProtocolError(f"{field} must contain bytes, got {type(value).__name__}")
+
+
+def _headers(raw: Iterable[Any]) -> Headers:
+    """Validate the app's headers: an iterable of two bytes each; names are
+    lower-cased (HTTP/2 and HTTP/3 require it)."""
+    headers: Headers = []
+    try:
+        for name, value in raw:
+            if type(name) is not bytes or type(value) is not bytes:
+                raise AppProtocolError(f"header names and values must be bytes: {(name, value)!r}")
+            headers.append((name.lower(), value))
+    except (TypeError, ValueError):
+        raise AppProtocolError(f"headers must be pairs of bytes: {raw!r}") from None
+    return headers

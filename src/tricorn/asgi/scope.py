@@ -1,0 +1,93 @@
+"""Build ASGI scopes from a :class:`~tricorn.protocol.events.Request`.
+
+Pure functions: no I/O, no clock. The per-connection parts of a scope (client,
+server, scheme, extensions) are computed once per connection by
+:class:`ScopeFactory`; each request adds only what it carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from ..protocol.events import ConnectionInfo, Request
+from .types import Scope
+
+__all__ = ["ASGI_VERSION", "ScopeFactory", "split_target"]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+# Extensions every HTTP connection offers; "tls" is added on TLS connections.
+_HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.trailers": {},
+    "http.response.early_hint": {},
+    "http.response.pathsend": {},
+}
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request-target into ``(raw_path, query_string)``.
+
+    The absolute form (``GET http://host/p?q HTTP/1.1``, RFC 9112 §3.2.2) is
+    reduced to its path; ``*`` (OPTIONS) stays as it is.
+    """
+    if target[:1] != b"/" and b"://" in target[:8]:
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        query = rest.find(b"?")
+        if slash == -1 or (query != -1 and query < slash):
+            target = b"/" + (rest[query:] if query != -1 else b"")
+        else:
+            target = rest[slash:]
+    raw_path, _, query_string = target.partition(b"?")
+    return raw_path, query_string
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode, then decode UTF-8 (invalid sequences become U+FFFD)."""
+    if b"%" not in raw_path:
+        return raw_path.decode("utf-8", "replace")
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+class ScopeFactory:
+    """Makes the scopes of one connection.
+
+    :param info: the connection's facts.
+    :param root_path: the configured ``root_path`` (Hypercorn's meaning: it is
+        reported, not prepended to ``path``).
+    :param state: the lifespan state; each scope gets a shallow copy.
+    """
+
+    __slots__ = ("_base", "_extensions", "_state")
+
+    def __init__(self, info: ConnectionInfo, root_path: str, state: dict[str, Any]) -> None:
+        extensions = dict(_HTTP_EXTENSIONS)
+        if info.tls is not None:
+            extensions["tls"] = info.tls
+        self._extensions = extensions
+        self._state = state
+        self._base: dict[str, Any] = {
+            "asgi": ASGI_VERSION,
+            "scheme": info.scheme,
+            "root_path": root_path,
+            "client": info.client,
+            "server": info.server,
+        }
+
+    def http(self, request: Request) -> Scope:
+        """The ``http`` scope of ``request``."""
+        raw_path, query_string = split_target(request.target)
+        scope = dict(self._base)
+        scope["type"] = "http"
+        scope["http_version"] = request.http_version
+        scope["method"] = request.method.decode("ascii")
+        if request.scheme is not None:
+            scope["scheme"] = request.scheme
+        scope["path"] = decode_path(raw_path)
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query_string
+        scope["headers"] = request.headers
+        scope["extensions"] = dict(self._extensions)
+        scope["state"] = dict(self._state)
+        return scope

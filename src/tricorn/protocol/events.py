@@ -1,0 +1,224 @@
+"""The protocol-agnostic event vocabulary of tricorn.
+
+Every protocol adapter (HTTP/1.1 today; HTTP/2, HTTP/3 and WebSocket framing
+later) turns bytes into these events and these events into bytes. Nothing
+from h11, h2, aioquic or wsproto crosses the adapter boundary.
+
+Rule 1: every event that concerns a request carries ``stream_id``. HTTP/1.1 is
+the one-stream case: its adapter numbers the requests of a connection 1, 3,
+5, ... (odd, like HTTP/2 client streams) and never has two open at once.
+
+Inbound (adapter -> core):  Request, Body, EndBody, Trailers, StreamClosed,
+                            ConnectionClosed, ProtocolSwitch
+Outbound (core -> adapter): InformationalResponse, Response, Data, EndData,
+                            Trailers, ResetStream, PushPromise, ReadyForBody,
+                            BodyConsumed
+
+Headers are ``list[tuple[bytes, bytes]]`` with lower-cased names everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Body",
+    "BodyConsumed",
+    "ConnectionClosed",
+    "ConnectionInfo",
+    "Data",
+    "EndBody",
+    "EndData",
+    "Event",
+    "Headers",
+    "InformationalResponse",
+    "ProtocolSwitch",
+    "PushPromise",
+    "ReadyForBody",
+    "Request",
+    "ResetStream",
+    "Response",
+    "StreamClosed",
+    "Trailers",
+]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """Facts about one connection, built once when it is accepted.
+
+    :param client: the peer's ``(host, port)``, or ``None`` (e.g. UNIX sockets).
+    :param server: our ``(host, port)``, or ``(path, None)`` for UNIX sockets.
+    :param scheme: ``"http"`` or ``"https"``.
+    :param alpn: the negotiated ALPN protocol, if any.
+    :param tls: the ASGI ``tls`` extension dictionary, or ``None`` in cleartext.
+    """
+
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: Literal["http", "https"] = "http"
+    alpn: str | None = None
+    tls: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- inbound
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request head. ``target`` is the raw request-target (path and query)."""
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    headers: Headers
+    http_version: str  # "1.0", "1.1", "2", "3"
+    scheme: str | None = None  # from :scheme on HTTP/2 and HTTP/3
+    authority: bytes | None = None  # from :authority on HTTP/2 and HTTP/3
+    expect_continue: bool = False
+    trailers_accepted: bool = False  # the client sent ``TE: trailers``
+    raw_headers: Headers | None = None  # original case, when h11_pass_raw_headers
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A chunk of request body."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndBody:
+    """The request body is complete."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The stream ended abnormally: the peer reset it or went away."""
+
+    stream_id: int
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection is over: the adapter wants the core to flush what is
+    queued and close the transport. ``reason`` is for logging."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSwitch:
+    """The connection switches protocol (``h2c`` upgrade, prior-knowledge
+    HTTP/2, WebSocket). ``data`` is every byte the adapter has not consumed;
+    ``request`` is the request that asked for the switch, if any."""
+
+    to: str
+    data: bytes = b""
+    request: Request | None = None
+    settings: bytes | None = None  # the HTTP2-Settings header, decoded
+
+
+# ---------------------------------------------------------------- outbound
+
+
+@dataclass(frozen=True, slots=True)
+class InformationalResponse:
+    """A 1xx response (100 Continue, 103 Early Hints)."""
+
+    stream_id: int
+    status: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The final response head."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A chunk of response body."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndData:
+    """The response is complete."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trailers:
+    """Trailing headers: inbound for request trailers; outbound they also end
+    the response."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ResetStream:
+    """Abort a stream (HTTP/1.1: close the connection; HTTP/2: RST_STREAM)."""
+
+    stream_id: int
+    error_code: int = 2  # INTERNAL_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class PushPromise:
+    """Server push of ``path`` with ``headers`` on behalf of ``stream_id``."""
+
+    stream_id: int
+    path: bytes
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyForBody:
+    """The application asked for the request body for the first time
+    (HTTP/1.1 answers a waiting ``Expect: 100-continue`` now)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BodyConsumed:
+    """The application took ``amount`` bytes of request body (HTTP/2 and
+    HTTP/3 credit the flow-control window now, not on arrival)."""
+
+    stream_id: int
+    amount: int
+
+
+Event = (
+    Request
+    | Body
+    | EndBody
+    | StreamClosed
+    | ConnectionClosed
+    | ProtocolSwitch
+    | InformationalResponse
+    | Response
+    | Data
+    | EndData
+    | Trailers
+    | ResetStream
+    | PushPromise
+    | ReadyForBody
+    | BodyConsumed
+)

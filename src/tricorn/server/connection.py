@@ -1,0 +1,313 @@
+"""The event core: one task group per connection.
+
+Theory of operation
+-------------------
+``Connection.run`` is the read loop. It reads bytes from the transport,
+feeds them to the protocol adapter (``receive_data``), and routes the events
+that come back by ``stream_id``: a ``Request`` opens a :class:`Stream` and
+starts its ASGI cycle as a child task; body events are queued on their
+stream; ``ConnectionClosed`` ends the connection. Whatever the adapter
+queued to send is written before the next read.
+
+Outbound, a cycle's ``send()`` lands in :meth:`Connection.send_events`: the
+events go to the adapter and the resulting bytes to the transport, written
+from the app's own task under a lock (no hop through a writer task, so a
+small response costs one write and no context switch).
+
+Timeouts are the adapter's, as data: before each read the core asks
+``next_deadline(now)`` and reads under a cancel scope with that deadline
+(re-armed in place, without cancelling the read, when a stream ends and the
+adapter's timers change). Backpressure: while ``wants_read`` is false the
+loop does not read at all; any ``send`` may change that, so every send wakes
+the loop -- or interrupts its read when the adapter now has events for
+``next_events`` (a pipelined request, a close).
+
+When the loop ends (the peer closed, the adapter asked to close, a write
+failed) every open stream is told ``StreamClosed``, the transport is flushed
+and closed, and the task group waits for the streams' tasks to return;
+their sends raise :class:`~tricorn.errors.ClientDisconnected` from then on.
+
+Rule 1: the loop is the only reader and the only caller of
+``receive_data``/``next_events``/``handle_timeout``/``begin_shutdown``;
+``send_events`` is the only caller of ``adapter.send`` from app tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+
+from ..asgi.http import HTTPCycle
+from ..asgi.scope import ScopeFactory
+from ..errors import ClientDisconnected
+from ..protocol.events import (
+    ConnectionClosed,
+    ConnectionInfo,
+    Data,
+    Event,
+    Request,
+    StreamClosed,
+)
+from ..protocol.http1 import H1Adapter
+from .streams import Stream
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("tricorn.error")
+
+READ_SIZE = 65536
+_CLOSE_TIMEOUT = 2.0  # seconds for the final flush and TLS close_notify
+# OSError: asyncio transports surface ECONNRESET and friends unconverted.
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class Connection:
+    """One accepted connection and the streams it carries."""
+
+    def __init__(self, ctx: ServerContext, transport: ByteStream, info: ConnectionInfo) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.info = info
+        self.adapter = H1Adapter(ctx.h1_settings)
+        self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
+        self._streams: dict[int, Stream] = {}
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._resume: anyio.Event | None = None
+        self._read_scope: anyio.CancelScope | None = None
+        self._wait_scope: anyio.CancelScope | None = None
+        self._interrupted = False
+        self._shutdown = False
+        self._shutdown_done = False
+        self._closed = False
+        self._transport_closed = False
+        self._tg: TaskGroup | None = None
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight: closing now loses nothing."""
+        return not self._streams and self.adapter.idle
+
+    def close_idle(self) -> None:
+        """Close the connection if it is idle (used at ``max_connections``)."""
+        if self.idle:
+            self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown: finish what is in flight, accept nothing new."""
+        if not self._shutdown:
+            self._shutdown = True
+            self._interrupt()
+
+    async def run(self) -> None:
+        """Serve the connection until it closes; always closes the transport."""
+        self.ctx.add(self)
+        if self.ctx.shutting_down:
+            self.begin_shutdown()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._read_loop()
+                self._closed = True
+                for stream in self._streams.values():
+                    stream.feed(StreamClosed(stream.stream_id))
+                await self._close()
+        finally:
+            self._closed = True
+            self.ctx.discard(self)
+            await self._close()
+
+    # ------------------------------------------------------------ outbound
+
+    def notify(self, event: Event) -> None:
+        """Give the adapter an event that produces no bytes by itself
+        (``BodyConsumed``) and wake the read loop: it may read again."""
+        self.adapter.send(event)
+        self._wake()
+
+    async def send_events(self, events: tuple[Event, ...]) -> None:
+        """Send a stream's outbound events.
+
+        :raises ClientDisconnected: the connection is broken or closed.
+        """
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        adapter = self.adapter
+        for event in events:
+            adapter.send(event)
+        data = adapter.data_to_send()
+        if data and not await self._write(data):
+            raise ClientDisconnected("the connection is closed")
+        self._wake()
+
+    async def send_file(self, stream_id: int, path: str) -> int:
+        """Send a file as body data of ``stream_id`` in bounded chunks."""
+        sent = 0
+        async with await anyio.open_file(path, "rb") as file:
+            while chunk := await file.read(READ_SIZE):
+                await self.send_events((Data(stream_id, chunk),))
+                sent += len(chunk)
+        return sent
+
+    async def _write(self, data: bytes) -> bool:
+        """Write ``data``; ``False`` (and every stream told) if the peer is gone."""
+        if self._closed:
+            return False
+        async with self._write_lock:
+            try:
+                await self.transport.send(data)
+                return True
+            except _BROKEN:
+                self._mark_broken()
+                return False
+
+    def _mark_broken(self) -> None:
+        self._closed = True
+        for stream in self._streams.values():
+            stream.feed(StreamClosed(stream.stream_id))
+        self._interrupt()
+
+    def _wake(self) -> None:
+        """The adapter's state may have changed: let the loop look again."""
+        if self._resume is not None:
+            self._resume.set()
+        elif self._read_scope is not None and not self.adapter.wants_read:
+            self._interrupt()
+
+    def _rearm(self) -> None:
+        """A stream ended: the adapter's timers may have started (keep-alive
+        idle); move the pending read's deadline without cancelling it."""
+        self._wake()
+        scope = self._read_scope
+        if scope is not None and not scope.cancel_called:
+            deadline = self.adapter.next_deadline(anyio.current_time())
+            scope.deadline = math.inf if deadline is None else deadline
+
+    def _interrupt(self) -> None:
+        self._interrupted = True
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    # ------------------------------------------------------------ inbound
+
+    async def _read_loop(self) -> None:
+        """Read and route events until the connection is over."""
+        adapter = self.adapter
+        transport = self.transport
+        while True:
+            if self._interrupted:
+                self._interrupted = False
+                if self._closed:
+                    return
+                if self._shutdown and not self._shutdown_done:
+                    self._shutdown_done = True
+                    if await self._handle(adapter.begin_shutdown()):
+                        return
+            now = anyio.current_time()
+            events = adapter.next_events(now)
+            if events:
+                if await self._handle(events):
+                    return
+                continue
+            if not adapter.wants_read:
+                await self._wait_for_resume()
+                continue
+            deadline = adapter.next_deadline(now)
+            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._read_scope = self._wait_scope = scope
+                try:
+                    data = await transport.receive(READ_SIZE)
+                except _BROKEN:
+                    data = b""
+            self._read_scope = self._wait_scope = None
+            if scope.cancelled_caught:
+                if self._interrupted:
+                    continue
+                events = adapter.handle_timeout(anyio.current_time())
+            else:
+                events = adapter.receive_data(data, anyio.current_time())
+            if await self._handle(events):
+                return
+
+    async def _wait_for_resume(self) -> None:
+        self._resume = anyio.Event()
+        with anyio.CancelScope() as scope:
+            self._wait_scope = scope
+            if not self.adapter.wants_read and not self._interrupted:
+                await self._resume.wait()
+        self._wait_scope = None
+        self._resume = None
+
+    async def _handle(self, events: list[Event]) -> bool:
+        """Route inbound events; flush the adapter. ``True``: the connection
+        is over."""
+        close = False
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                assert isinstance(event, Request)
+                self._open_stream(event)
+            elif kind is ConnectionClosed:
+                close = True
+            else:
+                stream = self._streams.get(getattr(event, "stream_id", -1))
+                if stream is not None:
+                    stream.feed(event)
+        data = self.adapter.data_to_send()
+        if data and not await self._write(data):
+            return True
+        return close
+
+    def _open_stream(self, request: Request) -> None:
+        stream = Stream(self, request.stream_id)
+        self._streams[request.stream_id] = stream
+        assert self._tg is not None
+        self._tg.start_soon(self._run_stream, stream, request)
+
+    async def _run_stream(self, stream: Stream, request: Request) -> None:
+        ctx = self.ctx
+        scope = self._scopes.http(request)
+        cycle = HTTPCycle(ctx.app, scope, stream, ctx.default_headers)
+        access_log = ctx.access_log
+        started = time.perf_counter() if access_log.enabled else 0.0
+        try:
+            await cycle.run()
+        finally:
+            del self._streams[stream.stream_id]
+            self._rearm()
+        if access_log.enabled:
+            access_log.log(
+                scope,
+                cycle.status,
+                cycle.response_headers,
+                cycle.sent_bytes,
+                time.perf_counter() - started,
+            )
+
+    async def _close(self) -> None:
+        """Flush what the adapter still holds and close the transport
+        (bounded: a peer that does not read cannot hold us)."""
+        if self._transport_closed:
+            return
+        self._transport_closed = True
+        transport = self.transport
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            async with self._write_lock:
+                data = self.adapter.data_to_send()
+                try:
+                    if data:
+                        await transport.send(data)
+                    await transport.aclose()
+                    return
+                except _BROKEN:
+                    pass
+        await anyio.aclose_forcefully(transport)

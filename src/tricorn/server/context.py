@@ -1,0 +1,127 @@
+"""What every connection of one server shares, built once by ``serve()``.
+
+:class:`ServerContext` is the narrow constructor argument of
+:class:`~tricorn.server.connection.Connection`: the app, the config, the
+lifespan state, the access logger, the precomputed default headers and the
+set of live connections (for graceful shutdown and ``max_connections``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..asgi.types import ASGIApp
+from ..config import Config
+from ..logging import AccessLogger
+from ..protocol.events import Headers
+from ..protocol.http1 import H1Settings
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["DefaultHeaders", "ServerContext"]
+
+SERVER_HEADER = b"tricorn"
+
+
+class DefaultHeaders:
+    """``server`` and ``date`` response headers, the date recomputed at most
+    once a second (not formatted per request)."""
+
+    __slots__ = ("_date", "_headers", "_second", "_server")
+
+    def __init__(self, *, server: bool, date: bool) -> None:
+        self._server: Headers = [(b"server", SERVER_HEADER)] if server else []
+        self._date = date
+        self._second = -1
+        self._headers: Headers = list(self._server)
+
+    def __call__(self) -> Headers:
+        if self._date:
+            now = int(time.time())
+            if now != self._second:
+                self._second = now
+                stamp = formatdate(now, usegmt=True).encode("ascii")
+                self._headers = [*self._server, (b"date", stamp)]
+        return self._headers
+
+
+@dataclass(eq=False)
+class ServerContext:
+    """Shared by every connection of a server (one per worker process)."""
+
+    app: ASGIApp
+    config: Config
+    state: dict[str, Any]
+    access_log: AccessLogger
+    default_headers: DefaultHeaders
+    h1_settings: H1Settings
+    connections: set[Connection] = field(default_factory=set)
+    shutting_down: bool = False
+    starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
+    _slot_freed: anyio.Event = field(default_factory=anyio.Event)
+
+    def add(self, connection: Connection) -> None:
+        """Register a live connection."""
+        self.connections.add(connection)
+
+    def discard(self, connection: Connection) -> None:
+        """Forget a finished connection and wake an accept loop waiting for a slot."""
+        self.connections.discard(connection)
+        self._slot_freed.set()
+
+    async def wait_all_closed(self) -> None:
+        """Return once no connection is open."""
+        while self.connections or self.starting:
+            if self._slot_freed.is_set():
+                self._slot_freed = anyio.Event()
+            await self._slot_freed.wait()
+
+    def started(self) -> None:
+        """An accepted connection finished its TLS handshake (or failed it) and
+        registered itself, or went away."""
+        self.starting -= 1
+        self._slot_freed.set()
+
+    async def wait_for_slot(self, pending: Callable[[], Awaitable[None]]) -> None:
+        """Return once fewer than ``max_connections`` connections are open.
+
+        At the limit, when ``pending()`` reports a client waiting to be
+        accepted, an idle connection (keep-alive, or one that has not sent a
+        request yet) is closed to make room: it loses nothing. If none is
+        idle, wait until some connection ends.
+        """
+        limit = self.config.max_connections
+        while len(self.connections) + self.starting >= limit:
+            if self._slot_freed.is_set():
+                self._slot_freed = anyio.Event()
+            if not any(connection.idle for connection in self.connections):
+                await self._slot_freed.wait()
+                continue
+            client_waiting = False
+            async with anyio.create_task_group() as tg:
+
+                async def watch_pending() -> None:
+                    nonlocal client_waiting
+                    await pending()
+                    client_waiting = True
+                    tg.cancel_scope.cancel()
+
+                async def watch_freed() -> None:
+                    await self._slot_freed.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch_pending)
+                tg.start_soon(watch_freed)
+            if client_waiting and len(self.connections) + self.starting >= limit:
+                for connection in list(self.connections):
+                    if connection.idle:
+                        connection.close_idle()
+                        break
+                await self._slot_freed.wait()

@@ -1,0 +1,98 @@
+"""Accept loops: from bound sockets to connections.
+
+Each listening socket gets one accept loop in the server's task group. A
+loop waits for a free slot (``max_connections``) before accepting, sleeps
+briefly and retries when the process is out of file descriptors or memory
+(EMFILE, ENFILE, ENOBUFS, ENOMEM: the server must not crash), performs the
+TLS handshake (bounded by ``ssl_handshake_timeout``) inside the
+connection's own task, and hands the stream to a :class:`Connection`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+
+import anyio
+from anyio.abc import ByteStream, SocketListener, TaskGroup
+
+from .connection import Connection
+from .context import ServerContext
+from .transport import TLSInfo, connection_info, start_tls
+
+__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Listener"]
+
+log = logging.getLogger("tricorn.error")
+
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_CAPACITY_BACKOFF = 0.1  # seconds to wait for a descriptor to be freed
+
+
+class Listener:
+    """One listening socket and its accept loop.
+
+    :param ctx: the server's shared context.
+    :param sock: a bound, listening socket (ownership passes to the listener).
+    :param ssl_context: TLS settings for this socket, or ``None`` for cleartext.
+    """
+
+    def __init__(
+        self, ctx: ServerContext, sock: socket.socket, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.ssl_context = ssl_context
+        self._tls_info = TLSInfo(ssl_context, ctx.config.certfile) if ssl_context else None
+        self._listener: SocketListener | None = None
+
+    async def serve(self, connections: TaskGroup) -> None:
+        """Accept until cancelled or closed; connections run in ``connections``."""
+        self._listener = listener = await SocketListener.from_socket(self.sock)
+        async with listener:
+            while True:
+                await self.ctx.wait_for_slot(self._pending)
+                try:
+                    stream = await listener.accept()
+                except anyio.ClosedResourceError:
+                    return
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.warning("accept() failed (%s); retrying", errno.errorcode[exc.errno])
+                    await anyio.sleep(_CAPACITY_BACKOFF)
+                    continue
+                self.ctx.starting += 1
+                connections.start_soon(self._handle, stream)
+
+    async def _pending(self) -> None:
+        """Return once a client waits to be accepted."""
+        await anyio.wait_readable(self.sock)
+
+    async def aclose(self) -> None:
+        """Stop accepting: new connections are refused from now on."""
+        if self._listener is not None:
+            await self._listener.aclose()
+        else:
+            self.sock.close()
+
+    async def _handle(self, stream: ByteStream) -> None:
+        transport: ByteStream = stream
+        if self.ssl_context is not None:
+            try:
+                transport = await start_tls(
+                    stream, self.ssl_context, self.ctx.config.ssl_handshake_timeout
+                )
+            except (TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+                log.debug("TLS handshake failed: %r", exc)
+                await anyio.aclose_forcefully(stream)
+                return
+            finally:
+                self.ctx.started()
+        else:
+            self.ctx.started()
+        # No await between started() and run() registering the connection:
+        # the accept loop never sees a gap in the count.
+        info = connection_info(transport, self._tls_info)
+        await Connection(self.ctx, transport, info).run()

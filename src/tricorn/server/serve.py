@@ -1,0 +1,147 @@
+"""``serve()``: run one ASGI application on bound sockets until shutdown.
+
+Order of events:
+
+1. lifespan startup (a failure raises :class:`~tricorn.errors.StartupFailure`);
+2. one accept loop per socket; ``task_status.started(urls)``;
+3. wait for ``shutdown_trigger`` to return;
+4. close every listening socket at once (new connections are refused),
+   tell every connection to finish (idle ones close now), wait up to
+   ``graceful_timeout`` for them, then cancel what is left;
+5. lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..asgi.app import as_asgi3
+from ..asgi.lifespan import Lifespan
+from ..config import Config
+from ..errors import StartupFailure
+from ..logging import AccessLogger
+from ..protocol.http1 import H1Settings
+from ..sockets import BoundSockets, bind_sockets, describe
+from .context import DefaultHeaders, ServerContext
+from .listeners import Listener
+
+__all__ = ["h1_settings", "serve"]
+
+log = logging.getLogger("tricorn.error")
+
+ShutdownTrigger = Callable[[], Awaitable[Any]]
+
+
+def h1_settings(config: Config) -> H1Settings:
+    """The HTTP/1.1 adapter's settings, from the config."""
+    return H1Settings(
+        max_incomplete_size=config.h11_max_incomplete_size,
+        keep_alive_timeout=config.keep_alive_timeout,
+        header_read_timeout=config.header_read_timeout,
+        body_read_timeout=config.body_read_timeout,
+        read_timeout=config.read_timeout,
+        keep_alive_max_requests=config.keep_alive_max_requests,
+        max_queued_body=config.max_app_queue_size,
+        pass_raw_headers=config.h11_pass_raw_headers,
+    )
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    *,
+    sockets: BoundSockets | None = None,
+    shutdown_trigger: ShutdownTrigger | None = None,
+    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger()`` returns (or forever).
+
+    :param app: an ASGI 3 or ASGI 2 application.
+    :param config: the settings.
+    :param sockets: already bound sockets (the process manager binds them
+        once); by default they are bound here from ``config``.
+    :param shutdown_trigger: an async callable; its return starts the
+        graceful shutdown.
+    :param task_status: receives the list of URLs served once listening.
+    :raises StartupFailure: lifespan startup failed or timed out.
+    """
+    if sockets is None:
+        sockets = bind_sockets(config)
+    app = as_asgi3(app)
+    state: dict[str, Any] = {}
+    ctx = ServerContext(
+        app=app,
+        config=config,
+        state=state,
+        access_log=AccessLogger(config.access_log_format, json_lines=config.access_log_json),
+        default_headers=DefaultHeaders(
+            server=config.include_server_header, date=config.include_date_header
+        ),
+        h1_settings=h1_settings(config),
+    )
+    ssl_context = config.create_ssl_context(("http/1.1",)) if sockets.secure else None
+    listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
+    listeners += [Listener(ctx, sock, None) for sock in sockets.insecure]
+    urls = [describe(sock, secure=True) for sock in sockets.secure]
+    urls += [describe(sock, secure=False) for sock in sockets.insecure]
+    lifespan = Lifespan(app, state)
+    failure: StartupFailure | None = None
+    try:
+        async with anyio.create_task_group() as root:
+            try:
+                await lifespan.startup(root, config.startup_timeout)
+            except StartupFailure as exc:
+                failure = exc  # raised below, outside the task group (no group)
+            else:
+                await _serve_listeners(ctx, listeners, urls, shutdown_trigger, task_status)
+                await lifespan.shutdown(config.shutdown_timeout)
+            root.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+    finally:
+        for listener in listeners:
+            listener.sock.close()
+
+
+async def _serve_listeners(
+    ctx: ServerContext,
+    listeners: list[Listener],
+    urls: list[str],
+    shutdown_trigger: ShutdownTrigger | None,
+    task_status: TaskStatus[list[str]],
+) -> None:
+    async with anyio.create_task_group() as connections:
+        async with anyio.create_task_group() as accepting:
+            for listener in listeners:
+                accepting.start_soon(listener.serve, connections)
+            for url in urls:
+                log.info("Running on %s (CTRL + C to quit)", url)
+            task_status.started(urls)
+            await (shutdown_trigger or anyio.sleep_forever)()
+            accepting.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+        await _drain(ctx)
+        connections.cancel_scope.cancel()
+
+
+async def _drain(ctx: ServerContext) -> None:
+    """Let in-flight requests finish within ``graceful_timeout``."""
+    ctx.shutting_down = True
+    for connection in list(ctx.connections):
+        connection.begin_shutdown()
+    timeout = ctx.config.graceful_timeout
+    with anyio.move_on_after(timeout if timeout > 0 else 0) as scope:
+        await ctx.wait_all_closed()
+    if scope.cancelled_caught:
+        log.info(
+            "graceful_timeout (%s s) passed; cancelling %d connection(s)",
+            timeout,
+            len(ctx.connections),
+        )

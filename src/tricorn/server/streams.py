@@ -1,0 +1,73 @@
+"""The per-stream link between the event core and one ASGI cycle.
+
+A :class:`Stream` is the :class:`~tricorn.asgi.http.StreamPort` of one
+request. Inbound events are fed by the connection's read loop without
+awaiting (``feed``); the cycle takes them with ``receive()``. The queue is
+bounded by the protocol adapter, not here: the adapter stops asking for
+input (``wants_read``) while too much body is unconsumed, and every body
+chunk taken is reported back as ``BodyConsumed`` so that HTTP/2 and HTTP/3
+credit flow-control windows as the app consumes, not as bytes arrive.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..protocol.events import Body, BodyConsumed, Event, ReadyForBody, StreamClosed
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """One request's inbound queue and outbound path."""
+
+    __slots__ = ("_asked", "_connection", "_events", "_waiter", "stream_id")
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self._connection = connection
+        self._events: deque[Event] = deque()
+        self._waiter: anyio.Event | None = None
+        self._asked = False
+
+    def feed(self, event: Event) -> None:
+        """Queue an inbound event (called by the read loop; never blocks)."""
+        self._events.append(event)
+        if self._waiter is not None:
+            self._waiter.set()
+
+    async def receive(self) -> Event:
+        """The next inbound event; the first call tells the adapter the app
+        wants the body (``Expect: 100-continue``)."""
+        if not self._asked:
+            self._asked = True
+            await self._connection.send_events((ReadyForBody(self.stream_id),))
+        while not self._events:
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+            self._waiter = None
+        event = self._events[0]
+        if type(event) is StreamClosed:
+            return event  # sticky: every later receive() sees it too
+        self._events.popleft()
+        if type(event) is Body:
+            self._connection.notify(BodyConsumed(self.stream_id, len(event.data)))
+        return event
+
+    async def send(self, *events: Event) -> None:
+        """Write outbound events; raises ClientDisconnected once the peer is gone."""
+        await self._connection.send_events(events)
+
+    async def send_file(self, path: str) -> int:
+        """Write a file's contents as body data."""
+        return await self._connection.send_file(self.stream_id, path)
+
+    def finish(self) -> None:
+        """The response is complete: later receive() calls report disconnect."""
+        self.feed(StreamClosed(self.stream_id))

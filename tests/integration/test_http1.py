@@ -1,0 +1,343 @@
+"""HTTP/1.1 end to end: a real tricorn server on 127.0.0.1, real clients
+(httpx and a raw socket), under asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
+
+from ..conftest import running_server
+from .apps import HELLO, echo, hello, scope_json
+from .client import RawClient, address, get
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_get_with_httpx() -> None:
+    async with running_server(hello) as url, httpx.AsyncClient() as client:
+        response = await client.get(url + "/")
+    assert response.status_code == 200
+    assert response.content == HELLO
+    assert response.http_version == "HTTP/1.1"
+    assert response.headers["server"] == "tricorn"
+    assert response.headers["date"].endswith("GMT")
+
+
+async def test_server_and_date_headers_can_be_turned_off() -> None:
+    async with (
+        running_server(hello, include_server_header=False, include_date_header=False) as url,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.get(url)
+    assert "server" not in response.headers
+    assert "date" not in response.headers
+
+
+async def test_scope_is_complete() -> None:
+    async with running_server(scope_json, root_path="/api") as url, httpx.AsyncClient() as c:
+        response = await c.get(url + "/a%20b/c?x=1&y=%20", headers={"X-Test": "yes"})
+    scope = response.json()
+    host, port = address(url)
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/a b/c"
+    assert scope["raw_path"] == "/a%20b/c"
+    assert scope["query_string"] == "x=1&y=%20"
+    assert scope["root_path"] == "/api"
+    assert ["x-test", "yes"] in scope["headers"]
+    assert scope["server"] == [host, port]
+    assert scope["client"][0] == "127.0.0.1"
+    assert "http.response.trailers" in scope["extensions"]
+    assert "tls" not in scope["extensions"]
+    assert scope["state"] == {}
+
+
+async def test_keep_alive_and_pipelining_answer_in_order() -> None:
+    async with running_server(scope_json) as url, await RawClient.connect(url) as client:
+        await client.send(get("/one") + get("/two") + get("/three"))
+        paths = [json.loads((await client.response()).body)["path"] for _ in range(3)]
+        assert paths == ["/one", "/two", "/three"]
+        await client.send(get("/four"))
+        assert json.loads((await client.response()).body)["path"] == "/four"
+
+
+async def test_chunked_request_and_response_bodies() -> None:
+    chunks = [b"x" * 1000, b"y" * 70000, b"z"]
+
+    async def body() -> Any:
+        for chunk in chunks:
+            yield chunk
+
+    async with running_server(echo) as url, httpx.AsyncClient() as client:
+        response = await client.post(url, content=body())
+    assert response.content == b"".join(chunks)
+    assert response.headers["transfer-encoding"] == "chunked"
+
+
+async def test_large_body_roundtrip() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    async with running_server(echo) as url, httpx.AsyncClient() as client:
+        response = await client.post(url, content=payload)
+    assert response.content == payload
+
+
+async def test_expect_100_continue_is_answered_when_the_app_reads() -> None:
+    async with running_server(echo) as url, await RawClient.connect(url) as client:
+        await client.send(get("/", "Content-Length: 5", "Expect: 100-continue", method="POST"))
+        with anyio.fail_after(5):
+            data = await client.stream.receive()
+        assert data.startswith(b"HTTP/1.1 100 ")
+        client.buffer = data.split(b"\r\n\r\n", 1)[1]
+        await client.send(b"hello")
+        reply = await client.response()
+    assert reply.body == b"hello"
+
+
+async def test_expect_100_continue_not_sent_if_app_answers_first() -> None:
+    async with running_server(hello) as url, await RawClient.connect(url) as client:
+        await client.send(get("/", "Content-Length: 5", "Expect: 100-continue", method="POST"))
+        reply = await client.response()
+    assert reply.status == 200
+    assert reply.informational == []
+
+
+async def test_head_has_no_body() -> None:
+    async with running_server(hello) as url, await RawClient.connect(url) as client:
+        await client.send(get("/", method="HEAD") + get("/"))
+        head = await client.response(method=b"HEAD")
+        full = await client.response()
+    assert head.status == 200
+    assert head.body == b""
+    assert head.headers[b"content-length"] == b"13"
+    assert full.body == HELLO
+
+
+async def test_http_1_0_client_gets_a_closed_connection() -> None:
+    async with running_server(hello) as url, await RawClient.connect(url) as client:
+        await client.send(b"GET / HTTP/1.0\r\n\r\n")
+        data = await client.read_all()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(HELLO)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(40), 400),
+    ],
+    ids=["cl+te", "two-cl", "bad-cl", "no-host", "http2.0", "long-line", "big-head", "tls"],
+)
+async def test_bad_requests_get_an_error_and_a_close(request_bytes: bytes, status: int) -> None:
+    async with running_server(hello) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(request_bytes)
+            data = await client.read_all()
+        assert data.startswith(b"HTTP/1.1 %d " % status), data[:80]
+        assert b"connection: close" in data.lower()
+        async with httpx.AsyncClient() as other:  # everyone else is still served
+            assert (await other.get(url)).status_code == 200
+
+
+async def test_app_exception_before_start_is_a_500_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="tricorn.error"):
+        async with running_server(app) as url, httpx.AsyncClient() as client:
+            response = await client.get(url)
+            again = await client.get(url)
+    assert response.status_code == 500
+    assert again.status_code == 500  # the connection keeps serving
+    tracebacks = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
+    assert len(tracebacks) == 2
+
+
+async def test_app_exception_after_start_aborts_the_response() -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom")
+
+    async with running_server(app) as url, await RawClient.connect(url) as client:
+        await client.send(get("/"))
+        data = await client.read_all()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"partial" in data
+    assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ends: aborted
+
+
+async def test_app_returning_without_response_is_a_500() -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        return None
+
+    async with running_server(app) as url, httpx.AsyncClient() as client:
+        assert (await client.get(url)).status_code == 500
+
+
+async def test_message_out_of_order_is_handled_like_an_exception() -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.body", "body": b"no start"})
+
+    async with running_server(app) as url, httpx.AsyncClient() as client:
+        assert (await client.get(url)).status_code == 500
+
+
+async def test_trailers_when_the_client_accepts_them() -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"data"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+
+    async with running_server(app) as url, await RawClient.connect(url) as client:
+        await client.send(get("/", "TE: trailers"))
+        reply = await client.response()
+        await client.send(get("/"))
+        plain = await client.response()
+    assert reply.body == b"data"
+    assert reply.trailers == [(b"x-checksum", b"abc")]
+    assert plain.body == b"data"
+    assert plain.trailers == []
+
+
+async def test_early_hints_are_a_real_103() -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]}
+        )
+        await hello(scope, receive, send)
+
+    async with running_server(app) as url, await RawClient.connect(url) as client:
+        await client.send(get("/"))
+        reply = await client.response()
+    assert [i.status_code for i in reply.informational] == [103]
+    assert (b"link", b"</style.css>; rel=preload; as=style") in reply.informational[0].headers
+    assert reply.body == HELLO
+
+
+async def test_pathsend_sends_the_file(tmp_path: Any) -> None:
+    payload = b"0123456789" * 50000
+    path = tmp_path / "file.bin"
+    path.write_bytes(payload)
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        assert "http.response.pathsend" in scope["extensions"]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    async with running_server(app) as url, httpx.AsyncClient() as client:
+        response = await client.get(url)
+        again = await client.get(url)
+    assert response.content == payload
+    assert again.content == payload
+
+
+async def test_disconnect_reaches_the_app() -> None:
+    seen = anyio.Event()
+    messages: list[str] = []
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            messages.append(message["type"])
+            if message["type"] == "http.disconnect":
+                seen.set()
+                return
+
+    async with running_server(app) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(get("/"))
+            await anyio.sleep(0.1)
+        with anyio.fail_after(5):
+            await seen.wait()
+    assert messages == ["http.request", "http.disconnect"]
+
+
+async def test_disconnect_while_the_app_is_sending() -> None:
+    done = anyio.Event()
+    outcome: list[str] = []
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(10000):
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        except OSError:
+            outcome.append("OSError")
+        finally:
+            done.set()
+
+    async with running_server(app) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(get("/"))
+            await client.stream.receive()
+        with anyio.fail_after(5):
+            await done.wait()
+    assert outcome == ["OSError"]
+
+
+async def test_asgi2_application() -> None:
+    class App:
+        def __init__(self, scope: Scope) -> None:
+            self.scope = scope
+
+        async def __call__(self, receive: ASGIReceive, send: ASGISend) -> None:
+            if self.scope["type"] == "http":
+                await hello(self.scope, receive, send)
+
+    async with running_server(App) as url, httpx.AsyncClient() as client:
+        assert (await client.get(url)).content == HELLO
+
+
+async def test_curl(anyio_backend: Any) -> None:
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    async with running_server(echo) as url:
+        result = await anyio.run_process(
+            [curl, "-sS", "--http1.1", "--data-binary", "hello curl", url + "/"]
+        )
+    assert result.stdout == b"hello curl"
