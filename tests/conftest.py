@@ -14,7 +14,7 @@ import anyio
 import pytest
 import trustme
 
-from tricorn import Config, serve
+from tricorn import Config, _backend, serve
 
 BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),
@@ -74,7 +74,11 @@ async def running_server(app: Any, **settings: Any) -> AsyncIterator[str]:
     async with anyio.create_task_group() as tg:
         urls = await tg.start(
             lambda task_status: serve(
-                app, config, shutdown_trigger=stop.wait, task_status=task_status
+                app,
+                config,
+                shutdown_trigger=stop.wait,
+                sendfile=_backend.sendfile,
+                task_status=task_status,
             )
         )
         try:

@@ -176,5 +176,11 @@ async def _serve_until_signal(app: Any, config: Config, sockets: BoundSockets) -
                     shutdown.set()
 
         tg.start_soon(watch_signals)
-        await serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
+        await serve(
+            app,
+            config,
+            sockets=sockets,
+            shutdown_trigger=shutdown.wait,
+            sendfile=_backend.sendfile,
+        )
         tg.cancel_scope.cancel()

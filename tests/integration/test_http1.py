@@ -11,9 +11,10 @@ import anyio
 import httpx
 import pytest
 
-from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
+from tricorn import _backend
+from tricorn.asgi.types import ASGIApp, ASGIReceive, ASGISend, Scope
 
-from ..conftest import running_server
+from ..conftest import TLSFiles, running_server
 from .apps import HELLO, echo, hello, scope_json
 from .client import RawClient, address, get
 
@@ -244,29 +245,69 @@ async def test_early_hints_are_a_real_103() -> None:
     assert reply.body == HELLO
 
 
-async def test_pathsend_sends_the_file(tmp_path: Any) -> None:
-    payload = b"0123456789" * 50000
-    path = tmp_path / "file.bin"
-    path.write_bytes(payload)
-
+def _pathsend_app(path: Any, size: int | None) -> ASGIApp:
     async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             return
         assert "http.response.pathsend" in scope["extensions"]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", str(len(payload)).encode())],
-            }
-        )
+        headers = [] if size is None else [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": str(path)})
 
+    return app
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_pathsend_is_zero_copy_on_cleartext(
+    tmp_path: Any,
+    framing: str,
+    monkeypatch: pytest.MonkeyPatch,
+    anyio_backend_options: dict[str, Any],
+) -> None:
+    payload = bytes(range(256)) * 12289  # ~3 MiB, not a multiple of any buffer
+    path = tmp_path / "file.bin"
+    path.write_bytes(payload)
+    calls: list[int | None] = []
+    original = _backend.sendfile
+
+    async def spy(*args: Any) -> int | None:
+        result = await original(*args)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(_backend, "sendfile", spy)
+    app = _pathsend_app(path, len(payload) if framing == "content-length" else None)
     async with running_server(app) as url, httpx.AsyncClient() as client:
         response = await client.get(url)
-        again = await client.get(url)
+        again = await client.get(url)  # the connection is still usable
+        head = await client.head(url)
     assert response.content == payload
     assert again.content == payload
+    assert head.content == b""
+    if framing == "chunked":
+        assert response.headers["transfer-encoding"] == "chunked"
+    # the kernel copied the file (uvloop has no native sendfile: None, then
+    # the bounded copy within the same framing)
+    expected = None if anyio_backend_options.get("use_uvloop") else len(payload)
+    assert calls == [expected, expected]
+
+
+async def test_pathsend_over_tls_reads_in_chunks(
+    tmp_path: Any, tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = b"0123456789" * 50000
+    path = tmp_path / "file.bin"
+    path.write_bytes(payload)
+    calls: list[object] = []
+    monkeypatch.setattr(_backend, "sendfile", lambda *args: calls.append(args))
+    app = _pathsend_app(path, len(payload))
+    async with (
+        running_server(app, certfile=tls_files.certfile, keyfile=tls_files.keyfile) as url,
+        httpx.AsyncClient(verify=tls_files.client_context) as client,
+    ):
+        response = await client.get(url)
+    assert response.content == payload
+    assert calls == []
 
 
 async def test_disconnect_reaches_the_app() -> None:

@@ -31,6 +31,11 @@ An adapter is a plain object driven by the event core
 * ``begin_shutdown()`` -- graceful shutdown: finish what is in flight, accept
   nothing new (HTTP/1.1: ``Connection: close`` on the current response, or
   close at once when idle; HTTP/2: GOAWAY).
+* ``file_framing(stream_id, length)`` -- for zero-copy file bodies: the
+  bytes to write before and after ``length`` raw body bytes the core sends
+  itself (``sendfile``), the adapter counting them as sent; ``None`` when
+  the body must go through ``send(Data)`` (HTTP/2 and HTTP/3 frame every
+  byte; HEAD sends none).
 * ``idle`` -- ``True`` when no stream is open: the connection can be closed
   without losing anything.
 
@@ -69,3 +74,5 @@ class ProtocolAdapter(Protocol):
     def handle_timeout(self, now: float) -> list[Event]: ...
 
     def begin_shutdown(self) -> list[Event]: ...
+
+    def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None: ...

@@ -93,6 +93,20 @@ class H1Settings:
     pass_raw_headers: bool = False
 
 
+class _Placeholder(bytes):
+    """Stands for body bytes that bypass h11 (``file_framing``): h11 only
+    takes their length and passes the object through."""
+
+    def __new__(cls, length: int) -> _Placeholder:
+        return super().__new__(cls)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
 class _Reject(Exception):
     """A request head we refuse; becomes an error response and a close."""
 
@@ -142,7 +156,7 @@ class H1Adapter:
             return True
         if state is _SEND_BODY:
             return self._queued < self.settings.max_queued_body
-        if state is _DONE or state is _MIGHT_SWITCH:
+        if state is _DONE or state is _MIGHT_SWITCH or state is _MUST_CLOSE:
             # Keep reading during the response to notice a disconnect, but
             # not past the first bytes of a pipelined request.
             return not self._paused
@@ -157,14 +171,32 @@ class H1Adapter:
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         if self._closing:
             return []
+        conn = self._h11
         if data:
             self._last_read = now
-            self._h11.receive_data(data)
+            state = conn.their_state
+            if state is _MUST_CLOSE:
+                # The request said it was the last; later bytes are ignored
+                # (RFC 9112 §9.6) and reading stops (bounded memory).
+                self._paused = True
+                return []
+            if (
+                (state is _IDLE or state is _DONE)
+                and self._head_since is None
+                and not self._paused
+                and not self._poll
+            ):
+                # At a message boundary with nothing buffered: skip the empty
+                # lines some clients send after a body (RFC 9112 §2.2).
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return []
+            conn.receive_data(data)
             if self._body_since is not None:
                 self._body_since = now
         else:
             self._eof = True
-            self._h11.receive_data(b"")
+            conn.receive_data(b"")
         return self._parse(now)
 
     def next_events(self, now: float) -> list[Event]:
@@ -182,7 +214,12 @@ class H1Adapter:
         conn = self._h11
         events: list[Event] = []
         while True:
-            head = conn.trailing_data[0] if conn.their_state is _IDLE else b""
+            state = conn.their_state
+            if state is _MUST_CLOSE:  # the last request is complete
+                if self._eof:
+                    return events + self._peer_gone("connection closed by the peer")
+                return events
+            head = conn.trailing_data[0] if state is _IDLE else b""
             try:
                 event = conn.next_event()
                 if type(event) is h11.Request:
@@ -336,6 +373,23 @@ class H1Adapter:
             self._in_request = False
             self._close_later("response aborted")
 
+    def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None:
+        """Bytes to write before and after ``length`` body bytes that the
+        core sends itself (``sendfile``); the adapter's framing state counts
+        them as sent. ``None``: send the body as ``Data`` instead."""
+        if self._closing or self._suppress_body or not self._response_started:
+            return None
+        placeholder = _Placeholder(length)
+        try:
+            parts = self._h11.send_with_data_passthrough(h11.Data(data=placeholder)) or []
+        except h11.LocalProtocolError as exc:
+            self._in_request = False
+            self._close_later("response framing error")
+            raise AppProtocolError(f"invalid response: {exc}") from None
+        at = next(i for i, part in enumerate(parts) if part is placeholder)
+        self._out.extend(parts[:at])
+        return self.data_to_send(), b"".join(parts[at + 1 :])
+
     def _send_response(self, event: Response) -> None:
         headers = event.headers
         if (
@@ -416,6 +470,8 @@ class H1Adapter:
                     self._idle_since = now
                 deadline = _add(self._idle_since, settings.keep_alive_timeout)
         elif self._h11.their_state is _SEND_BODY:
+            if self._queued >= settings.max_queued_body:
+                return None  # the app holds the body: the client is not late
             if self._body_since is None:
                 self._body_since = now
             deadline = _add(self._body_since, settings.body_read_timeout)

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ByteStream, TaskGroup
 
 from ..asgi.http import HTTPCycle
@@ -57,7 +59,7 @@ from ..protocol.http1 import H1Adapter
 from .streams import Stream
 
 if TYPE_CHECKING:
-    from .context import ServerContext
+    from .context import SendFile, ServerContext
 
 __all__ = ["Connection"]
 
@@ -150,13 +152,51 @@ class Connection:
         self._wake()
 
     async def send_file(self, stream_id: int, path: str) -> int:
-        """Send a file as body data of ``stream_id`` in bounded chunks."""
-        sent = 0
+        """Send a file as body data of ``stream_id``: in the kernel
+        (``sendfile``) on cleartext connections whose adapter can frame it,
+        else in bounded chunks read in a worker thread."""
         async with await anyio.open_file(path, "rb") as file:
+            sendfile = self.ctx.sendfile
+            if sendfile is not None and self.info.tls is None:
+                size = os.fstat(file.wrapped.fileno()).st_size
+                framing = self.adapter.file_framing(stream_id, size) if size else None
+                if framing is not None:
+                    return await self._send_file_zero_copy(sendfile, file.wrapped, size, framing)
+            sent = 0
             while chunk := await file.read(READ_SIZE):
                 await self.send_events((Data(stream_id, chunk),))
                 sent += len(chunk)
-        return sent
+            return sent
+
+    async def _send_file_zero_copy(
+        self, sendfile: SendFile, file: IO[bytes], size: int, framing: tuple[bytes, bytes]
+    ) -> int:
+        prefix, suffix = framing
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        async with self._write_lock:
+            try:
+                if prefix:
+                    await self.transport.send(prefix)
+                sent = await sendfile(self.transport, file, 0, size)
+                if sent is None:  # this stream cannot: copy, keeping the framing
+                    sent = 0
+                    while sent < size and (
+                        chunk := await anyio.to_thread.run_sync(
+                            file.read, min(READ_SIZE, size - sent)
+                        )
+                    ):
+                        await self.transport.send(chunk)
+                        sent += len(chunk)
+                if sent != size:  # the file shrank: the framing is broken
+                    raise anyio.BrokenResourceError(f"file ended after {sent} of {size} bytes")
+                if suffix:
+                    await self.transport.send(suffix)
+            except _BROKEN:
+                self._mark_broken()
+                raise ClientDisconnected("the connection is closed") from None
+        self._wake()
+        return size
 
     async def _write(self, data: bytes) -> bool:
         """Write ``data``; ``False`` (and every stream told) if the peer is gone."""

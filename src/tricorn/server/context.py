@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import ByteStream
 
 from ..asgi.types import ASGIApp
 from ..config import Config
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["DefaultHeaders", "ServerContext"]
 
 SERVER_HEADER = b"tricorn"
+
+SendFile = Callable[[ByteStream, IO[bytes], int, int], Awaitable["int | None"]]
+"""``sendfile(stream, file, offset, count)``: bytes sent in the kernel, or
+``None`` when this stream cannot (see ``tricorn._backend.sendfile``)."""
 
 
 class DefaultHeaders:
@@ -65,6 +70,7 @@ class ServerContext:
     connections: set[Connection] = field(default_factory=set)
     shutting_down: bool = False
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
+    sendfile: SendFile | None = None  # zero-copy file writes, from the process layer
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, connection: Connection) -> None:
