@@ -77,6 +77,21 @@ _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _NO_BODY_STATUS = frozenset({204, 304})
 
+# How the response body is framed on the wire (identity-compared sentinels).
+_NOT_STARTED = "no response head yet"
+_NO_BODY = "no body (HEAD, 204, 304)"
+_LENGTH = "content-length"
+_CHUNKED = "chunked"
+_UNTIL_CLOSE = "until the connection closes (HTTP/1.0)"
+
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
+}
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB: no CR/LF splitting
+_KNOWN_NAMES: set[bytes] = set()  # header names already validated (bounded)
+_KNOWN_NAMES_MAX = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class H1Settings:
@@ -93,20 +108,6 @@ class H1Settings:
     pass_raw_headers: bool = False
 
 
-class _Placeholder(bytes):
-    """Stands for body bytes that bypass h11 (``file_framing``): h11 only
-    takes their length and passes the object through."""
-
-    def __new__(cls, length: int) -> _Placeholder:
-        return super().__new__(cls)
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-
 class _Reject(Exception):
     """A request head we refuse; becomes an error response and a close."""
 
@@ -121,16 +122,19 @@ class H1Adapter:
 
     def __init__(self, settings: H1Settings) -> None:
         self.settings = settings
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=settings.max_incomplete_size
-        )
+        self._h11 = self._new_parser()
         self._out: list[bytes] = []
         self.stream_id = 1
         self._requests = 0
         self._in_request = False  # a request head arrived; its response is not complete
         self._response_started = False
-        self._suppress_body = False
-        self._chunked = False
+        self._head_request = False
+        self._version11 = True
+        self._keep_alive = True
+        self._expect_100 = False
+        self._framing = _NOT_STARTED
+        self._remaining = 0  # body bytes still owed under content-length framing
+        self._close_after = False
         self._trailers_accepted = False
         self._queued = 0  # Body events delivered and not yet consumed
         self._paused = False  # h11 holds bytes of a pipelined request
@@ -144,6 +148,11 @@ class H1Adapter:
         self._head_since: float | None = None
         self._body_since: float | None = None
         self._last_read: float | None = None
+
+    def _new_parser(self) -> h11.Connection:
+        return h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_size
+        )
 
     # ------------------------------------------------------------ state
 
@@ -233,6 +242,7 @@ class H1Adapter:
             if kind is h11.Data:
                 assert isinstance(event, h11.Data)
                 self._queued += 1
+                self._expect_100 = False  # the client sent the body anyway
                 events.append(Body(self.stream_id, bytes(event.data)))
             elif kind is h11.EndOfMessage:
                 self._body_since = None
@@ -256,14 +266,17 @@ class H1Adapter:
         headers: Headers = list(event.headers)
         framing = 0
         expect_trailers = False
+        keep_alive = version == b"1.1"
         for name, value in headers:
             if name == b"host":
                 if _HOST.fullmatch(value) is None:
                     raise _Reject(400, "invalid Host header")
             elif name == b"content-length" or name == b"transfer-encoding":
                 framing += 1
-            elif name == b"te" and b"trailers" in value.lower():
-                expect_trailers = True
+            elif name == b"te":
+                expect_trailers = b"trailers" in value.lower()
+            elif name == b"connection" and b"close" in value.lower():
+                keep_alive = False
         if framing:
             _check_framing(head)
         self._requests += 1
@@ -273,7 +286,11 @@ class H1Adapter:
         self._idle_since = None
         self._queued = 0
         self._trailers_accepted = expect_trailers
-        self._suppress_body = event.method == b"HEAD"
+        self._head_request = event.method == b"HEAD"
+        self._version11 = version == b"1.1"
+        self._keep_alive = keep_alive
+        self._close_after = False
+        self._expect_100 = self._h11.they_are_waiting_for_100_continue
         self._body_since = now if self._h11.their_state is _SEND_BODY else None
         return Request(
             stream_id=self.stream_id,
@@ -281,7 +298,7 @@ class H1Adapter:
             target=event.target,
             headers=headers,
             http_version="1.1" if version == b"1.1" else "1.0",
-            expect_continue=self._h11.they_are_waiting_for_100_continue,
+            expect_continue=self._expect_100,
             trailers_accepted=expect_trailers,
             raw_headers=list(event.headers.raw_items()) if self.settings.pass_raw_headers else None,
         )
@@ -334,113 +351,145 @@ class H1Adapter:
         kind = type(event)
         if kind is Data:
             assert isinstance(event, Data)
-            if event.data and not self._suppress_body:
-                self._send_h11(h11.Data(data=event.data))
+            if event.data:
+                self._send_body(event.data)
         elif kind is Response:
             assert isinstance(event, Response)
             self._send_response(event)
         elif kind is EndData:
-            self._send_h11(h11.EndOfMessage())
-            self._response_done()
+            self._end_body(None)
         elif kind is BodyConsumed:
             self._queued -= 1
             if self._queued == self.settings.max_queued_body - 1:
                 self._body_since = None  # reading resumes; restart the timers then
                 self._last_read = None
         elif kind is ReadyForBody:
-            if self._h11.they_are_waiting_for_100_continue:
-                self._send_h11(h11.InformationalResponse(status_code=100, headers=[]))
+            if self._expect_100:
+                self._expect_100 = False
+                self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
         elif kind is InformationalResponse:
             assert isinstance(event, InformationalResponse)
-            if self._h11.their_http_version == b"1.1" and not self._response_started:
-                try:
-                    info = h11.InformationalResponse(
-                        status_code=event.status,
-                        headers=event.headers,
-                        reason=_REASONS.get(event.status, b""),
-                    )
-                except h11.LocalProtocolError as exc:
-                    raise AppProtocolError(f"invalid informational response: {exc}") from None
-                self._send_h11(info)
+            if self._version11 and not self._response_started:
+                head, _, _ = _serialize_head(event.status, event.headers)
+                self._out.append(head + b"\r\n")
         elif kind is Trailers:
             assert isinstance(event, Trailers)
-            if self._chunked and self._trailers_accepted:
-                self._send_h11(h11.EndOfMessage(headers=event.headers))
-            else:
-                self._send_h11(h11.EndOfMessage())
-            self._response_done()
+            self._end_body(event.headers)
         elif kind is ResetStream:
             self._in_request = False
             self._close_later("response aborted")
 
-    def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None:
-        """Bytes to write before and after ``length`` body bytes that the
-        core sends itself (``sendfile``); the adapter's framing state counts
-        them as sent. ``None``: send the body as ``Data`` instead."""
-        if self._closing or self._suppress_body or not self._response_started:
-            return None
-        placeholder = _Placeholder(length)
-        try:
-            parts = self._h11.send_with_data_passthrough(h11.Data(data=placeholder)) or []
-        except h11.LocalProtocolError as exc:
-            self._in_request = False
-            self._close_later("response framing error")
-            raise AppProtocolError(f"invalid response: {exc}") from None
-        at = next(i for i, part in enumerate(parts) if part is placeholder)
-        self._out.extend(parts[:at])
-        return self.data_to_send(), b"".join(parts[at + 1 :])
-
     def _send_response(self, event: Response) -> None:
-        headers = event.headers
+        head, length, close = _serialize_head(event.status, event.headers)
+        self._response_started = True
+        self._expect_100 = False
         if (
-            self._shutdown
+            not self._keep_alive
+            or self._shutdown
             or self._requests >= self.settings.keep_alive_max_requests
             or self._h11.their_state is _SEND_BODY  # the body may never be read
         ):
-            headers = [*headers, (b"connection", b"close")]
-        try:
-            response = h11.Response(
-                status_code=event.status, headers=headers, reason=_REASONS.get(event.status, b"")
-            )
-        except h11.LocalProtocolError as exc:
-            raise AppProtocolError(f"invalid response head: {exc}") from None
-        self._response_started = True
-        status = event.status
-        if status in _NO_BODY_STATUS:
-            self._suppress_body = True
-        self._send_h11(response)
-        self._chunked = (
-            not self._suppress_body
-            and self._h11.their_http_version == b"1.1"
-            and not any(name == b"content-length" for name, _ in event.headers)
-        )
+            if not close:
+                head += b"connection: close\r\n"
+            close = True
+        if self._head_request or event.status in _NO_BODY_STATUS:
+            framing = _NO_BODY
+        elif length is not None:
+            framing = _LENGTH
+            self._remaining = length
+        elif self._version11:
+            framing = _CHUNKED
+            head += b"transfer-encoding: chunked\r\n"
+        else:  # an HTTP/1.0 client: the body ends when the connection does
+            framing = _UNTIL_CLOSE
+            if not close:
+                head += b"connection: close\r\n"
+            close = True
+        self._framing = framing
+        self._close_after = close
+        self._out.append(head + b"\r\n")
 
-    def _send_h11(self, event: h11.Event) -> None:
-        try:
-            self._out.extend(self._h11.send_with_data_passthrough(event) or ())
-        except h11.LocalProtocolError as exc:
-            self._in_request = False
-            self._close_later("response framing error")
-            raise AppProtocolError(f"invalid response: {exc}") from None
+    def _send_body(self, data: bytes) -> None:
+        framing = self._framing
+        if framing is _CHUNKED:
+            self._out += (b"%x\r\n" % len(data), data, b"\r\n")
+        elif framing is _LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                self._abort("more body than its content-length")
+            self._out.append(data)
+        elif framing is _UNTIL_CLOSE:
+            self._out.append(data)
+        elif framing is _NOT_STARTED:
+            raise AppProtocolError("body before the response head")
+        # _NO_BODY (HEAD, 204, 304): the bytes are dropped
+
+    def _end_body(self, trailers: Headers | None) -> None:
+        framing = self._framing
+        if framing is _CHUNKED:
+            if trailers and self._trailers_accepted:
+                fields, _, _ = _serialize_fields(trailers, [b"0\r\n"])
+                self._out.append(fields + b"\r\n")
+            else:
+                self._out.append(b"0\r\n\r\n")
+        elif framing is _LENGTH and self._remaining:
+            self._abort("less body than its content-length")
+        elif framing is _NOT_STARTED:
+            raise AppProtocolError("end of body before the response head")
+        self._response_done()
+
+    def _abort(self, reason: str) -> None:
+        """The app broke the framing it declared: the connection cannot be
+        reused (the client will notice the short or long body)."""
+        self._in_request = False
+        self._close_later(reason)
+        raise AppProtocolError(f"invalid response: {reason}")
+
+    def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None:
+        """Bytes to write before and after ``length`` body bytes that the
+        core sends itself (``sendfile``); they count as sent. ``None``: send
+        the body as ``Data`` instead."""
+        if self._closing:
+            return None
+        framing = self._framing
+        if framing is _CHUNKED:
+            self._out.append(b"%x\r\n" % length)
+            return self.data_to_send(), b"\r\n"
+        if framing is _LENGTH:
+            self._remaining -= length
+            if self._remaining < 0:
+                self._abort("more body than its content-length")
+            return self.data_to_send(), b""
+        if framing is _UNTIL_CLOSE:
+            return self.data_to_send(), b""
+        return None
 
     def _response_done(self) -> None:
-        conn = self._h11
         self._in_request = False
-        if conn.our_state is _MUST_CLOSE:
+        self._framing = _NOT_STARTED
+        state = self._h11.their_state
+        if self._close_after:
             self._close_later("connection: close")
-        elif conn.their_state is not _DONE:
+        elif state is not _DONE and state is not _MIGHT_SWITCH:
             self._close_later("request body not read")
         elif self._shutdown:
             self._close_later("shutting down")
         else:
-            conn.start_next_cycle()
+            # h11 parses; we serialize. A fresh parser per request is
+            # cheaper than replaying our response through h11's state
+            # machine; bytes of a pipelined request carry over.
+            leftover = self._h11.trailing_data[0]
+            self._h11 = self._new_parser()
+            if leftover:
+                self._h11.receive_data(leftover)
+            if self._eof:
+                self._h11.receive_data(b"")
             self.stream_id += 2
             self._paused = False
-            self._suppress_body = False
             self._idle_since = None
             self._body_since = None
             self._last_read = None
-            self._poll = bool(conn.trailing_data[0]) or self._eof
+            self._poll = bool(leftover) or self._eof
 
     def _close_later(self, reason: str) -> None:
         """Close once the core next polls (``next_events``)."""
@@ -551,6 +600,42 @@ def _check_transfer_encoding(lowered_head: bytes) -> None:
         raise _Reject(400, "Transfer-Encoding must end with a single chunked")
     if len(codings) > 1:
         raise _Reject(501, "unsupported transfer coding")
+
+
+def _serialize_head(status: int, headers: Headers) -> tuple[bytes, int | None, bool]:
+    """The status line and header fields (without the final CRLF), the
+    declared content-length and whether the app asked to close.
+
+    :raises AppProtocolError: a header name or value that would corrupt
+        the message (response splitting), or a bad content-length.
+    """
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+    return _serialize_fields(headers, [line])
+
+
+def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int | None, bool]:
+    length: int | None = None
+    close = False
+    for name, value in headers:
+        if name not in _KNOWN_NAMES:
+            if _TOKEN.fullmatch(name) is None:
+                raise AppProtocolError(f"invalid header name {name!r}")
+            if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+                _KNOWN_NAMES.add(name)
+        if _FIELD_VALUE_BAD.search(value) is not None:
+            raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
+        if name == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise AppProtocolError(f"invalid content-length {value!r}")
+            if length is not None:
+                continue  # a repeated identical value: send it once
+            length = int(value)
+        elif name == b"transfer-encoding":
+            continue  # the framing is ours to choose
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts), length, close
 
 
 def _error_response(status: int, reason: str) -> bytes:

@@ -2,34 +2,40 @@
 
 Theory of operation
 -------------------
-``Connection.run`` is the read loop. It reads bytes from the transport,
-feeds them to the protocol adapter (``receive_data``), and routes the events
-that come back by ``stream_id``: a ``Request`` opens a :class:`Stream` and
-starts its ASGI cycle as a child task; body events are queued on their
-stream; ``ConnectionClosed`` ends the connection. Whatever the adapter
-queued to send is written before the next read.
+Two tasks per connection, plus one per request:
+
+* the **read loop** (:meth:`Connection._read_loop`) reads bytes, feeds
+  them to the protocol adapter (``receive_data``) and routes the events
+  that come back by ``stream_id``: a ``Request`` opens a :class:`Stream`
+  and starts its ASGI cycle as a child task; body events are queued on
+  their stream; ``ConnectionClosed`` ends the connection. A read is a plain
+  ``receive()``: no cancel scope per read.
+* the **control task** (:meth:`Connection._control_loop`) keeps the
+  adapter's timers and everything else that must interrupt a pending read:
+  graceful shutdown and closes the adapter decides on after a response. It
+  sleeps until the earliest deadline it knows (one cancel scope per
+  sleep, re-armed only when a deadline moves *earlier*, which the steady
+  keep-alive cycle never does) and ends the connection by closing the
+  transport, which ends the pending read.
 
 Outbound, a cycle's ``send()`` lands in :meth:`Connection.send_events`: the
 events go to the adapter and the resulting bytes to the transport, written
-from the app's own task under a lock (no hop through a writer task, so a
-small response costs one write and no context switch).
+from the app's own task (no hop through a writer task, so a small response
+costs one write and no context switch); a flag serializes writers.
 
-Timeouts are the adapter's, as data: before each read the core asks
-``next_deadline(now)`` and reads under a cancel scope with that deadline
-(re-armed in place, without cancelling the read, when a stream ends and the
-adapter's timers change). Backpressure: while ``wants_read`` is false the
-loop does not read at all; any ``send`` may change that, so every send wakes
-the loop -- or interrupts its read when the adapter now has events for
-``next_events`` (a pipelined request, a close).
+Backpressure: while ``wants_read`` is false the loop does not read at all;
+any ``send`` may change that, so every send wakes the loop -- or the
+control task, when the adapter now has events for ``next_events`` while
+the loop is blocked in a read (a close after the response).
 
-When the loop ends (the peer closed, the adapter asked to close, a write
-failed) every open stream is told ``StreamClosed``, the transport is flushed
-and closed, and the task group waits for the streams' tasks to return;
-their sends raise :class:`~tricorn.errors.ClientDisconnected` from then on.
+When the connection ends (the peer closed, the adapter asked to close, a
+write failed, a timer fired) every open stream is told ``StreamClosed``,
+the transport is flushed and closed (bounded), and the task group waits
+for the streams' tasks to return; their sends raise
+:class:`~tricorn.errors.ClientDisconnected` from then on.
 
-Rule 1: the loop is the only reader and the only caller of
-``receive_data``/``next_events``/``handle_timeout``/``begin_shutdown``;
-``send_events`` is the only caller of ``adapter.send`` from app tasks.
+Rule 1: adapter methods are plain synchronous calls made from these tasks
+on one thread, never while another call is in progress.
 """
 
 from __future__ import annotations
@@ -81,11 +87,14 @@ class Connection:
         self.adapter = H1Adapter(ctx.h1_settings)
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
         self._streams: dict[int, Stream] = {}
-        self._write_lock = anyio.Lock(fast_acquire=True)
-        self._resume: anyio.Event | None = None
-        self._read_scope: anyio.CancelScope | None = None
-        self._wait_scope: anyio.CancelScope | None = None
-        self._interrupted = False
+        self._resume: anyio.Event | None = None  # the read loop waits for wants_read
+        self._poke = anyio.Event()  # wakes the control task
+        self._deadline: float | None = None  # the adapter's, as last asked
+        self._timer_at = math.inf  # when the control task wakes up on its own
+        keep_alive = ctx.config.keep_alive_timeout
+        self._recheck = keep_alive if keep_alive else 5.0
+        self._writing = False
+        self._write_done: anyio.Event | None = None
         self._shutdown = False
         self._shutdown_done = False
         self._closed = False
@@ -108,21 +117,19 @@ class Connection:
         """Graceful shutdown: finish what is in flight, accept nothing new."""
         if not self._shutdown:
             self._shutdown = True
-            self._interrupt()
+            self._poke.set()
 
     async def run(self) -> None:
         """Serve the connection until it closes; always closes the transport."""
         self.ctx.add(self)
         if self.ctx.shutting_down:
-            self.begin_shutdown()
+            self._shutdown = True
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self._control_loop)
                 await self._read_loop()
-                self._closed = True
-                for stream in self._streams.values():
-                    stream.feed(StreamClosed(stream.stream_id))
-                await self._close()
+                await self._terminate()
         finally:
             self._closed = True
             self.ctx.discard(self)
@@ -174,68 +181,133 @@ class Connection:
         prefix, suffix = framing
         if self._closed:
             raise ClientDisconnected("the connection is closed")
-        async with self._write_lock:
-            try:
-                if prefix:
-                    await self.transport.send(prefix)
-                sent = await sendfile(self.transport, file, 0, size)
-                if sent is None:  # this stream cannot: copy, keeping the framing
-                    sent = 0
-                    while sent < size and (
-                        chunk := await anyio.to_thread.run_sync(
-                            file.read, min(READ_SIZE, size - sent)
-                        )
-                    ):
-                        await self.transport.send(chunk)
-                        sent += len(chunk)
-                if sent != size:  # the file shrank: the framing is broken
-                    raise anyio.BrokenResourceError(f"file ended after {sent} of {size} bytes")
-                if suffix:
-                    await self.transport.send(suffix)
-            except _BROKEN:
-                self._mark_broken()
-                raise ClientDisconnected("the connection is closed") from None
+        await self._acquire_write()
+        try:
+            if prefix:
+                await self.transport.send(prefix)
+            sent = await sendfile(self.transport, file, 0, size)
+            if sent is None:  # this stream cannot: copy, keeping the framing
+                sent = 0
+                while sent < size and (
+                    chunk := await anyio.to_thread.run_sync(file.read, min(READ_SIZE, size - sent))
+                ):
+                    await self.transport.send(chunk)
+                    sent += len(chunk)
+            if sent != size:  # the file shrank: the framing is broken
+                raise anyio.BrokenResourceError(f"file ended after {sent} of {size} bytes")
+            if suffix:
+                await self.transport.send(suffix)
+        except _BROKEN:
+            self._mark_broken()
+            raise ClientDisconnected("the connection is closed") from None
+        finally:
+            self._release_write()
         self._wake()
         return size
+
+    async def _acquire_write(self) -> None:
+        while self._writing:
+            if self._write_done is None:
+                self._write_done = anyio.Event()
+            await self._write_done.wait()
+        self._writing = True
+
+    def _release_write(self) -> None:
+        self._writing = False
+        if self._write_done is not None:
+            self._write_done.set()
+            self._write_done = None
 
     async def _write(self, data: bytes) -> bool:
         """Write ``data``; ``False`` (and every stream told) if the peer is gone."""
         if self._closed:
             return False
-        async with self._write_lock:
-            try:
-                await self.transport.send(data)
-                return True
-            except _BROKEN:
-                self._mark_broken()
-                return False
+        if self._writing:
+            await self._acquire_write()
+        else:
+            self._writing = True
+        try:
+            await self.transport.send(data)
+            return True
+        except _BROKEN:
+            self._mark_broken()
+            return False
+        finally:
+            self._release_write()
 
     def _mark_broken(self) -> None:
-        self._closed = True
-        for stream in self._streams.values():
-            stream.feed(StreamClosed(stream.stream_id))
-        self._interrupt()
+        if not self._closed:
+            self._closed = True
+            for stream in self._streams.values():
+                stream.feed(StreamClosed(stream.stream_id))
+        self._poke.set()  # the control task closes the transport
 
     def _wake(self) -> None:
         """The adapter's state may have changed: let the loop look again."""
         if self._resume is not None:
             self._resume.set()
-        elif self._read_scope is not None and not self.adapter.wants_read:
-            self._interrupt()
+        elif not self.adapter.wants_read:
+            self._poke.set()  # e.g. close after this response: end the read
 
-    def _rearm(self) -> None:
+    def _stream_ended(self) -> None:
         """A stream ended: the adapter's timers may have started (keep-alive
-        idle); move the pending read's deadline without cancelling it."""
+        idle)."""
         self._wake()
-        scope = self._read_scope
-        if scope is not None and not scope.cancel_called:
-            deadline = self.adapter.next_deadline(anyio.current_time())
-            scope.deadline = math.inf if deadline is None else deadline
+        self._set_deadline(self.adapter.next_deadline(anyio.current_time()))
 
-    def _interrupt(self) -> None:
-        self._interrupted = True
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+    def _set_deadline(self, deadline: float | None) -> None:
+        self._deadline = deadline
+        if deadline is not None and deadline < self._timer_at:
+            self._timer_at = deadline
+            self._poke.set()
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------ control
+
+    async def _control_loop(self) -> None:
+        """Timers, shutdown and closes decided while the loop reads."""
+        adapter = self.adapter
+        while not self._closed:
+            poke = self._poke
+            if not poke.is_set():
+                with anyio.move_on_at(self._timer_at):
+                    await poke.wait()
+            self._poke = anyio.Event()
+            if self._is_closed():  # (a method: mypy narrows attributes across awaits)
+                break
+            now = anyio.current_time()
+            if self._shutdown and not self._shutdown_done:
+                self._shutdown_done = True
+                if await self._handle(adapter.begin_shutdown()):
+                    break
+            if self._resume is None:  # else the read loop polls itself
+                events = adapter.next_events(now)
+                if events and await self._handle(events):
+                    break
+            deadline = self._deadline
+            if deadline is not None and now >= deadline:
+                if await self._handle(adapter.handle_timeout(now)):
+                    break
+                deadline = self._deadline = adapter.next_deadline(now)
+            if deadline is None or deadline <= now:
+                self._timer_at = now + self._recheck
+            else:
+                self._timer_at = deadline
+        await self._terminate()
+
+    async def _terminate(self) -> None:
+        """End the connection: streams are told, the transport closed (which
+        ends a pending read)."""
+        if not self._closed:
+            self._closed = True
+            for stream in self._streams.values():
+                stream.feed(StreamClosed(stream.stream_id))
+        self._poke.set()
+        if self._resume is not None:
+            self._resume.set()
+        await self._close()
 
     # ------------------------------------------------------------ inbound
 
@@ -243,15 +315,7 @@ class Connection:
         """Read and route events until the connection is over."""
         adapter = self.adapter
         transport = self.transport
-        while True:
-            if self._interrupted:
-                self._interrupted = False
-                if self._closed:
-                    return
-                if self._shutdown and not self._shutdown_done:
-                    self._shutdown_done = True
-                    if await self._handle(adapter.begin_shutdown()):
-                        return
+        while not self._closed:
             now = anyio.current_time()
             events = adapter.next_events(now)
             if events:
@@ -261,30 +325,20 @@ class Connection:
             if not adapter.wants_read:
                 await self._wait_for_resume()
                 continue
-            deadline = adapter.next_deadline(now)
-            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-                self._read_scope = self._wait_scope = scope
-                try:
-                    data = await transport.receive(READ_SIZE)
-                except _BROKEN:
-                    data = b""
-            self._read_scope = self._wait_scope = None
-            if scope.cancelled_caught:
-                if self._interrupted:
-                    continue
-                events = adapter.handle_timeout(anyio.current_time())
-            else:
-                events = adapter.receive_data(data, anyio.current_time())
-            if await self._handle(events):
+            self._set_deadline(adapter.next_deadline(now))
+            try:
+                data = await transport.receive(READ_SIZE)
+            except _BROKEN:
+                if self._is_closed():
+                    return
+                data = b""
+            if await self._handle(adapter.receive_data(data, anyio.current_time())):
                 return
 
     async def _wait_for_resume(self) -> None:
         self._resume = anyio.Event()
-        with anyio.CancelScope() as scope:
-            self._wait_scope = scope
-            if not self.adapter.wants_read and not self._interrupted:
-                await self._resume.wait()
-        self._wait_scope = None
+        if not self.adapter.wants_read and not self._closed:
+            await self._resume.wait()
         self._resume = None
 
     async def _handle(self, events: list[Event]) -> bool:
@@ -323,7 +377,7 @@ class Connection:
             await cycle.run()
         finally:
             del self._streams[stream.stream_id]
-            self._rearm()
+            self._stream_ended()
         if access_log.enabled:
             access_log.log(
                 scope,
@@ -341,13 +395,15 @@ class Connection:
         self._transport_closed = True
         transport = self.transport
         with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-            async with self._write_lock:
+            await self._acquire_write()
+            try:
                 data = self.adapter.data_to_send()
-                try:
-                    if data:
-                        await transport.send(data)
-                    await transport.aclose()
-                    return
-                except _BROKEN:
-                    pass
+                if data:
+                    await transport.send(data)
+                await transport.aclose()
+                return
+            except _BROKEN:
+                pass
+            finally:
+                self._release_write()
         await anyio.aclose_forcefully(transport)
