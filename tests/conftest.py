@@ -77,7 +77,7 @@ async def running_server(app: Any, **settings: Any) -> AsyncIterator[str]:
                 app,
                 config,
                 shutdown_trigger=stop.wait,
-                sendfile=_backend.sendfile,
+                io=_backend,
                 task_status=task_status,
             )
         )

@@ -2,14 +2,16 @@
 
 Everything else in tricorn is written against anyio; this module picks the
 event loop that anyio runs on (``-k asyncio|uvloop|trio``) and provides the
-one operation anyio lacks: :func:`sendfile`, handed to the server by the
-process layer (``workers.py``) so that the layers below never name a backend.
+what anyio lacks or makes slow: :func:`sendfile` and :func:`wrap` (a lean
+stream on asyncio). The process layer (``workers.py``) hands this module to
+the server as its ``io``, so the layers below never name a backend.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, TypeVar
 
@@ -19,7 +21,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from .errors import StartupFailure
 
-__all__ = ["BACKENDS", "run", "sendfile"]
+__all__ = ["BACKENDS", "run", "sendfile", "wrap"]
 
 T = TypeVar("T")
 
@@ -93,3 +95,180 @@ async def sendfile(stream: ByteStream, file: IO[bytes], offset: int, count: int)
         sent += n
         await anyio.lowlevel.checkpoint()
     return sent
+
+
+def wrap(stream: ByteStream) -> ByteStream:
+    """A faster stream over the same connection where the loop allows.
+
+    On asyncio (and uvloop) anyio's socket stream yields to the loop on
+    every send and pauses and resumes the transport on every receive; the
+    replacement keeps the transport reading (bounded by a high-water mark),
+    returns buffered bytes at once and awaits only when the transport's
+    buffer is full. Elsewhere ``stream`` is returned unchanged (trio's
+    sockets are already thin).
+    """
+    transport = getattr(stream, "_transport", None)
+    protocol = getattr(stream, "_protocol", None)
+    if transport is None or protocol is None:
+        return stream
+    import asyncio
+
+    if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+        return stream
+    return _AsyncioStream(stream, transport, protocol)
+
+
+class _AsyncioStream(ByteStream):
+    """An anyio byte stream driving an asyncio transport directly."""
+
+    _READ_HIGH_WATER = 256 * 1024
+    _WRITE_HIGH_WATER = 64 * 1024
+    _MAX_EAGER_READS = 16  # then yield once: a flooding peer cannot starve the loop
+
+    def __init__(self, stream: ByteStream, transport: Any, old_protocol: Any) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self._loop = asyncio.get_running_loop()
+        self._transport = transport
+        self._extra = stream.extra_attributes
+        self._chunks: deque[bytes] = deque(old_protocol.read_queue)
+        self._buffered = sum(len(chunk) for chunk in self._chunks)
+        self._eof = bool(old_protocol.is_at_eof)
+        self._error: BaseException | None = old_protocol.exception
+        self._closed = False
+        self._lost_connection = False
+        self._reader: Any = None  # future a receive() waits on
+        self._drainer: Any = None  # future a send() waits on
+        self._write_paused = False
+        self._reading_paused = False
+        self._eager = 0
+        transport.set_protocol(_AsyncioProtocol(self))
+        transport.set_write_buffer_limits(high=self._WRITE_HIGH_WATER)
+        transport.resume_reading()
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self._extra
+
+    # called by the protocol ------------------------------------------------
+
+    def _data(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > self._READ_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake_reader()
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self._eof = True
+        self._lost_connection = True
+        if exc is not None and self._error is None:
+            self._error = exc
+        self._wake_reader()
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+    def _wake_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _set_write_paused(self, paused: bool) -> None:
+        self._write_paused = paused
+        if not paused:
+            drainer, self._drainer = self._drainer, None
+            if drainer is not None and not drainer.done():
+                drainer.set_result(None)
+
+    # the ByteStream interface ---------------------------------------------
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self._chunks or self._eager >= self._MAX_EAGER_READS:
+            self._eager = 0
+            if not self._chunks and not self._eof and not self._closed:
+                self._reader = self._loop.create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
+            else:
+                await self._asyncio.sleep(0)
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not self._chunks:
+            if self._error is not None:
+                raise anyio.BrokenResourceError from self._error
+            raise anyio.EndOfStream
+        self._eager += 1
+        chunk = self._chunks.popleft()
+        if len(chunk) > max_bytes:
+            self._chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        self._buffered -= len(chunk)
+        if self._reading_paused and self._buffered <= self._READ_HIGH_WATER // 2:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._error is not None or self._transport.is_closing():
+            raise anyio.BrokenResourceError from self._error
+        self._transport.write(item)
+        while self._write_paused and not self._lost_connection:
+            self._drainer = self._loop.create_future()
+            try:
+                await self._drainer
+            finally:
+                self._drainer = None
+            if self._closed:
+                raise anyio.ClosedResourceError
+        if self._error is not None:
+            raise anyio.BrokenResourceError from self._error
+
+    async def send_eof(self) -> None:
+        try:
+            self._transport.write_eof()
+        except OSError:
+            pass
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()  # unsent bytes are still flushed
+            self._lost(None)
+        await anyio.lowlevel.checkpoint()
+
+
+class _AsyncioProtocol:
+    """The asyncio protocol behind :class:`_AsyncioStream` (duck-typed: the
+    transport only calls these methods)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: _AsyncioStream) -> None:
+        self._stream = stream
+
+    def connection_made(self, transport: Any) -> None:  # pragma: no cover - set_protocol
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self._stream._data(data)
+
+    def eof_received(self) -> bool:
+        self._stream._eof = True
+        self._stream._wake_reader()
+        return True  # keep the transport open: we may still be writing
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stream._lost(exc)
+
+    def pause_writing(self) -> None:
+        self._stream._set_write_paused(True)
+
+    def resume_writing(self) -> None:
+        self._stream._set_write_paused(False)

@@ -181,6 +181,6 @@ async def _serve_until_signal(app: Any, config: Config, sockets: BoundSockets) -
             config,
             sockets=sockets,
             shutdown_trigger=shutdown.wait,
-            sendfile=_backend.sendfile,
+            io=_backend,
         )
         tg.cancel_scope.cancel()

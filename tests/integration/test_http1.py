@@ -176,6 +176,54 @@ async def test_app_exception_before_start_is_a_500_logged_once(
     assert len(tracebacks) == 2
 
 
+@pytest.mark.parametrize(
+    "header",
+    [(b"x-split", b"a\r\nset-cookie: evil=1"), (b"bad name", b"x"), (b"content-length", b"x")],
+    ids=["crlf-in-value", "space-in-name", "bad-content-length"],
+)
+@pytest.mark.parametrize("more_body", [False, True])
+async def test_a_response_head_that_would_split_is_a_500(
+    header: tuple[bytes, bytes], more_body: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"never", "more_body": more_body})
+
+    with caplog.at_level(logging.ERROR, logger="tricorn.error"):
+        async with running_server(app) as url, await RawClient.connect(url) as client:
+            await client.send(get("/"))
+            reply = await client.response()
+            await client.send(get("/"))  # the connection is still usable
+            again = await client.response()
+    assert reply.status == again.status == 500
+    assert b"evil" not in reply.body
+    assert b"set-cookie" not in reply.headers
+    assert any("invalid" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+async def test_receive_after_the_client_left_is_a_disconnect() -> None:
+    messages: list[Any] = []
+    done = anyio.Event()
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await anyio.sleep(0.3)  # the client is gone by now
+        messages.append(await receive())
+        messages.append(await receive())
+        done.set()
+
+    async with running_server(app) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(get("/"))
+            await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            await done.wait()
+    assert messages[-1] == {"type": "http.disconnect"}
+
+
 async def test_app_exception_after_start_aborts_the_response() -> None:
     async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":

@@ -208,24 +208,26 @@ class HTTPCycle:
                 raise AppProtocolError(f"http.response.body body must be bytes: {type(body)!r}")
             body = bytes(body)
         more = bool(message.get("more_body", False))
-        events: list[Event] = []
-        if self._head is not None:
-            events.append(self._head)
-            self._head = None
+        events: list[Event] = [] if self._head is None else [self._head]
         stream_id = self._port.stream_id
         if body:
             events.append(Data(stream_id, body))
-            self.sent_bytes += len(body)
         if more:
-            self.state = State.BODY
+            state = State.BODY
         elif self._trailers_expected:
-            self.state = State.TRAILERS
+            state = State.TRAILERS
         else:
             events.append(EndData(stream_id))
-            self.state = State.DONE
+            state = State.DONE
         if events:
+            # A head the protocol refuses (a header that would split the
+            # response) raises here with nothing on the wire: the held head
+            # stays, so the error policy can still answer 500.
             await self._emit(*events)
-        if self.state is State.DONE:
+        self._head = None
+        self.sent_bytes += len(body)
+        self.state = state
+        if state is State.DONE:
             self._port.finish()
 
     async def _on_pathsend(self, message: Message) -> None:

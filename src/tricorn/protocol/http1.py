@@ -75,6 +75,7 @@ _HOST = re.compile(
 )
 _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH_LIST = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
 _NO_BODY_STATUS = frozenset({204, 304})
 
 # How the response body is framed on the wire (identity-compared sentinels).
@@ -278,7 +279,7 @@ class H1Adapter:
             elif name == b"connection" and b"close" in value.lower():
                 keep_alive = False
         if framing:
-            _check_framing(head)
+            _check_framing(head, http10=version == b"1.0")
         self._requests += 1
         self._in_request = True
         self._response_started = False
@@ -367,6 +368,7 @@ class H1Adapter:
             if self._expect_100:
                 self._expect_100 = False
                 self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._body_since = self._last_read = None  # the client's clock starts now
         elif kind is InformationalResponse:
             assert isinstance(event, InformationalResponse)
             if self._version11 and not self._response_started:
@@ -519,8 +521,10 @@ class H1Adapter:
                     self._idle_since = now
                 deadline = _add(self._idle_since, settings.keep_alive_timeout)
         elif self._h11.their_state is _SEND_BODY:
-            if self._queued >= settings.max_queued_body:
-                return None  # the app holds the body: the client is not late
+            if self._queued >= settings.max_queued_body or self._expect_100:
+                # the app holds the body, or the client waits for our 100
+                # Continue: either way the client is not late
+                return None
             if self._body_since is None:
                 self._body_since = now
             deadline = _add(self._body_since, settings.body_read_timeout)
@@ -572,7 +576,7 @@ def _check_head_size(head: bytes, limit: int) -> None:
     raise _Reject(431, "request header fields too large")
 
 
-def _check_framing(head: bytes) -> None:
+def _check_framing(head: bytes, *, http10: bool) -> None:
     """Smuggling defences for a request with Content-Length or
     Transfer-Encoding (RFC 9112 §6.1-6.3): h11 takes the first of several
     identical Content-Length lines and lets Transfer-Encoding override
@@ -583,9 +587,11 @@ def _check_framing(head: bytes) -> None:
     encodings = lowered.count(b"\ntransfer-encoding:")
     if lengths and encodings:
         raise _Reject(400, "both Content-Length and Transfer-Encoding")
-    if lengths > 1:
+    if lengths > 1 or _CONTENT_LENGTH_LIST.search(lowered) is not None:
         raise _Reject(400, "duplicate Content-Length")
     if encodings:
+        if http10:  # Transfer-Encoding is HTTP/1.1: a 1.0 peer cannot mean it
+            raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
         _check_transfer_encoding(lowered)
 
 

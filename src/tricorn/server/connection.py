@@ -65,14 +65,14 @@ from ..protocol.http1 import H1Adapter
 from .streams import Stream
 
 if TYPE_CHECKING:
-    from .context import SendFile, ServerContext
+    from .context import BackendIO, ServerContext
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("tricorn.error")
 
 READ_SIZE = 65536
-_CLOSE_TIMEOUT = 2.0  # seconds for the final flush and TLS close_notify
+_CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
@@ -87,6 +87,7 @@ class Connection:
         self.adapter = H1Adapter(ctx.h1_settings)
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
         self._streams: dict[int, Stream] = {}
+        self._idle_runners: list[_RunnerSlot] = []
         self._resume: anyio.Event | None = None  # the read loop waits for wants_read
         self._poke = anyio.Event()  # wakes the control task
         self._deadline: float | None = None  # the adapter's, as last asked
@@ -151,8 +152,11 @@ class Connection:
         if self._closed:
             raise ClientDisconnected("the connection is closed")
         adapter = self.adapter
-        for event in events:
-            adapter.send(event)
+        try:
+            for event in events:
+                adapter.send(event)
+        finally:
+            self._wake()  # even a refused event may have changed the adapter's state
         data = adapter.data_to_send()
         if data and not await self._write(data):
             raise ClientDisconnected("the connection is closed")
@@ -163,12 +167,12 @@ class Connection:
         (``sendfile``) on cleartext connections whose adapter can frame it,
         else in bounded chunks read in a worker thread."""
         async with await anyio.open_file(path, "rb") as file:
-            sendfile = self.ctx.sendfile
-            if sendfile is not None and self.info.tls is None:
+            io = self.ctx.io
+            if io is not None and self.info.tls is None:
                 size = os.fstat(file.wrapped.fileno()).st_size
                 framing = self.adapter.file_framing(stream_id, size) if size else None
                 if framing is not None:
-                    return await self._send_file_zero_copy(sendfile, file.wrapped, size, framing)
+                    return await self._send_file_zero_copy(io, file.wrapped, size, framing)
             sent = 0
             while chunk := await file.read(READ_SIZE):
                 await self.send_events((Data(stream_id, chunk),))
@@ -176,7 +180,7 @@ class Connection:
             return sent
 
     async def _send_file_zero_copy(
-        self, sendfile: SendFile, file: IO[bytes], size: int, framing: tuple[bytes, bytes]
+        self, io: BackendIO, file: IO[bytes], size: int, framing: tuple[bytes, bytes]
     ) -> int:
         prefix, suffix = framing
         if self._closed:
@@ -185,7 +189,7 @@ class Connection:
         try:
             if prefix:
                 await self.transport.send(prefix)
-            sent = await sendfile(self.transport, file, 0, size)
+            sent = await io.sendfile(self.transport, file, 0, size)
             if sent is None:  # this stream cannot: copy, keeping the framing
                 sent = 0
                 while sent < size and (
@@ -307,6 +311,8 @@ class Connection:
         self._poke.set()
         if self._resume is not None:
             self._resume.set()
+        while self._idle_runners:
+            self._idle_runners.pop().assign(None)
         await self._close()
 
     # ------------------------------------------------------------ inbound
@@ -364,8 +370,25 @@ class Connection:
     def _open_stream(self, request: Request) -> None:
         stream = Stream(self, request.stream_id)
         self._streams[request.stream_id] = stream
+        if self._idle_runners:  # reuse a task: cheaper than spawning one
+            self._idle_runners.pop().assign(stream, request)
+            return
         assert self._tg is not None
-        self._tg.start_soon(self._run_stream, stream, request)
+        self._tg.start_soon(self._runner, stream, request)
+
+    async def _runner(self, stream: Stream, request: Request) -> None:
+        """Run streams one after another; park between them (HTTP/1.1 reuses
+        one runner for every request of the connection)."""
+        slot = _RunnerSlot()
+        while True:
+            await self._run_stream(stream, request)
+            if self._closed:
+                return
+            self._idle_runners.append(slot)
+            work = await slot.wait()
+            if work is None:
+                return
+            stream, request = work
 
     async def _run_stream(self, stream: Stream, request: Request) -> None:
         ctx = self.ctx
@@ -407,3 +430,24 @@ class Connection:
             finally:
                 self._release_write()
         await anyio.aclose_forcefully(transport)
+
+
+class _RunnerSlot:
+    """Where a parked runner task waits for its next stream."""
+
+    __slots__ = ("_event", "_work")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._work: tuple[Stream, Request] | None = None
+
+    def assign(self, stream: Stream | None, request: Request | None = None) -> None:
+        """Hand over a stream (``None``: the connection is over, return)."""
+        self._work = None if stream is None or request is None else (stream, request)
+        self._event.set()
+
+    async def wait(self) -> tuple[Stream, Request] | None:
+        await self._event.wait()
+        self._event = anyio.Event()
+        work, self._work = self._work, None
+        return work

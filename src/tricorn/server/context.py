@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import ByteStream
@@ -30,9 +30,20 @@ __all__ = ["DefaultHeaders", "ServerContext"]
 
 SERVER_HEADER = b"tricorn"
 
-SendFile = Callable[[ByteStream, IO[bytes], int, int], Awaitable["int | None"]]
-"""``sendfile(stream, file, offset, count)``: bytes sent in the kernel, or
-``None`` when this stream cannot (see ``tricorn._backend.sendfile``)."""
+
+class BackendIO(Protocol):
+    """What the process layer may hand the server (``tricorn._backend``)."""
+
+    def wrap(self, stream: ByteStream) -> ByteStream:
+        """A faster stream over the same accepted connection, or ``stream``."""
+        ...
+
+    async def sendfile(
+        self, stream: ByteStream, file: IO[bytes], offset: int, count: int
+    ) -> int | None:
+        """Bytes of ``file`` sent in the kernel, or ``None`` if ``stream``
+        cannot."""
+        ...
 
 
 class DefaultHeaders:
@@ -70,7 +81,7 @@ class ServerContext:
     connections: set[Connection] = field(default_factory=set)
     shutting_down: bool = False
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
-    sendfile: SendFile | None = None  # zero-copy file writes, from the process layer
+    io: BackendIO | None = None  # backend fast paths, from the process layer
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, connection: Connection) -> None:

@@ -78,6 +78,8 @@ class Listener:
             self.sock.close()
 
     async def _handle(self, stream: ByteStream) -> None:
+        if self.ctx.io is not None:
+            stream = self.ctx.io.wrap(stream)
         transport: ByteStream = stream
         if self.ssl_context is not None:
             try:

@@ -27,7 +27,7 @@ from ..errors import StartupFailure
 from ..logging import AccessLogger
 from ..protocol.http1 import H1Settings
 from ..sockets import BoundSockets, bind_sockets, describe
-from .context import DefaultHeaders, SendFile, ServerContext
+from .context import BackendIO, DefaultHeaders, ServerContext
 from .listeners import Listener
 
 __all__ = ["h1_settings", "serve"]
@@ -57,7 +57,7 @@ async def serve(
     *,
     sockets: BoundSockets | None = None,
     shutdown_trigger: ShutdownTrigger | None = None,
-    sendfile: SendFile | None = None,
+    io: BackendIO | None = None,
     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger()`` returns (or forever).
@@ -68,9 +68,11 @@ async def serve(
         once); by default they are bound here from ``config``.
     :param shutdown_trigger: an async callable; its return starts the
         graceful shutdown.
-    :param sendfile: zero-copy file writes for ``http.response.pathsend``
-        on cleartext connections (``tricorn._backend.sendfile``; the CLI
-        passes it); without it files are copied in bounded chunks.
+    :param io: the backend's fast paths (the ``tricorn._backend`` module;
+        the CLI passes it): lean streams on asyncio and zero-copy
+        ``http.response.pathsend`` on cleartext connections. Without it
+        anyio's streams are used as they are and files are copied in
+        bounded chunks.
     :param task_status: receives the list of URLs served once listening.
     :raises StartupFailure: lifespan startup failed or timed out.
     """
@@ -87,7 +89,7 @@ async def serve(
             server=config.include_server_header, date=config.include_date_header
         ),
         h1_settings=h1_settings(config),
-        sendfile=sendfile,
+        io=io,
     )
     ssl_context = config.create_ssl_context(("http/1.1",)) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..errors import ClientDisconnected
 from ..protocol.events import Body, BodyConsumed, Event, ReadyForBody, StreamClosed
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ class Stream:
         wants the body (``Expect: 100-continue``)."""
         if not self._asked:
             self._asked = True
-            await self._connection.send_events((ReadyForBody(self.stream_id),))
+            try:
+                await self._connection.send_events((ReadyForBody(self.stream_id),))
+            except ClientDisconnected:
+                self.feed(StreamClosed(self.stream_id))
         while not self._events:
             self._waiter = anyio.Event()
             await self._waiter.wait()

@@ -654,6 +654,8 @@ ERROR_CASES = [
     pytest.param(
         line(POST, HOST[:-2], b"Content-Length: 2", b"Content-Length: 3"), 400, id="conflicting-cl"
     ),
+    pytest.param(line(POST, HOST[:-2], b"Content-Length: 2, 2"), 400, id="cl-list"),
+    pytest.param(line(b"POST / HTTP/1.0", b"Transfer-Encoding: chunked"), 400, id="te-in-http-1.0"),
     pytest.param(line(POST, HOST[:-2], b"Content-Length: -1"), 400, id="negative-cl"),
     pytest.param(line(POST, HOST[:-2], b"Content-Length: abc"), 400, id="non-numeric-cl"),
     pytest.param(
@@ -860,6 +862,17 @@ def test_no_body_timer_while_the_app_holds_the_body() -> None:
     a.send(BodyConsumed(1, 3))
     assert reads(a)
     assert a.next_deadline(200.0) == 230.0
+
+
+def test_no_body_timer_while_the_client_waits_for_100_continue() -> None:
+    a = adapter(body_read_timeout=1.0)
+    head = b"POST / HTTP/1.1\r\n" + HOST + b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+    a.receive_data(head, 0.0)
+    assert a.next_deadline(0.0) is None  # the app has not asked for the body yet
+    assert a.handle_timeout(50.0) == []
+    a.send(ReadyForBody(1))
+    assert a.data_to_send().startswith(b"HTTP/1.1 100 ")
+    assert a.next_deadline(60.0) == 61.0  # now the client owes us the body
 
 
 def test_no_deadline_while_response_in_flight() -> None:
