@@ -111,9 +111,8 @@ def wrap(stream: ByteStream) -> ByteStream:
     protocol = getattr(stream, "_protocol", None)
     if transport is None or protocol is None:
         return stream
-    import asyncio
-
-    if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+    # asyncio's and uvloop's transports (uvloop's do not subclass asyncio's)
+    if not hasattr(transport, "set_protocol") or transport.is_closing():
         return stream
     return _AsyncioStream(stream, transport, protocol)
 

@@ -248,6 +248,11 @@ class H1Adapter:
             elif kind is h11.EndOfMessage:
                 self._body_since = None
                 events.append(EndBody(self.stream_id))
+                if conn.their_state is _DONE and not self._eof:
+                    # What next_event() would say now, without its cost:
+                    # PAUSED if bytes of a next request wait, else NEED_DATA.
+                    self._paused = bool(conn.trailing_data[0])
+                    return events
             elif event is h11.NEED_DATA:
                 if head and self._head_since is None and not self._in_request:
                     self._head_since = now  # the header-read timer starts
@@ -264,7 +269,11 @@ class H1Adapter:
         version = event.http_version
         if version != b"1.1" and version != b"1.0":
             raise _Reject(505, "HTTP version not supported")
-        headers: Headers = list(event.headers)
+        items = getattr(event.headers, "_full_items", None)  # h11 internals: a fast path
+        if items is not None:
+            headers: Headers = [(name, value) for _, name, value in items]
+        else:  # pragma: no cover - another h11
+            headers = list(event.headers)
         framing = 0
         expect_trailers = False
         keep_alive = version == b"1.1"
