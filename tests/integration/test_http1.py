@@ -430,3 +430,25 @@ async def test_curl(anyio_backend: Any) -> None:
             [curl, "-sS", "--http1.1", "--data-binary", "hello curl", url + "/"]
         )
     assert result.stdout == b"hello curl"
+
+
+async def test_server_names_refuse_other_hosts_with_404() -> None:
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            calls.append(scope["path"])
+            await hello(scope, receive, send)
+
+    async with (
+        running_server(app, server_names=["good.example", "good.example:8080"]) as url,
+        await RawClient.connect(url) as client,
+    ):
+        await client.send(get("/a").replace(b"Host: localhost", b"Host: good.example"))
+        assert (await client.response()).status == 200
+        await client.send(get("/b").replace(b"Host: localhost", b"Host: evil.example"))
+        refused = await client.response()
+        await client.send(get("/c").replace(b"Host: localhost", b"Host: good.example:8080"))
+        assert (await client.response()).status == 200  # the connection goes on
+    assert refused.status == 404
+    assert calls == ["/a", "/c"]  # the refused request never reached the app

@@ -52,6 +52,7 @@ __all__ = ["HTTPCycle", "State", "StreamPort"]
 log = logging.getLogger("tricorn.error")
 
 _ERROR_BODY = b"Internal Server Error"
+_NOT_FOUND_BODY = b"Not Found"
 _ERROR_HEADERS: Headers = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(_ERROR_BODY)).encode()),
@@ -281,6 +282,28 @@ class HTTPCycle:
             await _POLICY["returned a value"](self, AppProtocolError(f"returned {result!r}"))
         elif self.state is not State.DONE and not self.disconnected:
             await _POLICY["returned early"](self, None)
+
+    async def refuse(self) -> None:
+        """Answer 404 without calling the app (a Host not in
+        ``server_names``, as Hypercorn does)."""
+        stream_id = self._port.stream_id
+        headers: Headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(_NOT_FOUND_BODY)).encode()),
+        ]
+        self._add_defaults(headers)
+        self.status = 404
+        self.response_headers = headers
+        self.state = State.DONE
+        try:
+            await self._port.send(
+                Response(stream_id, 404, headers),
+                Data(stream_id, _NOT_FOUND_BODY),
+                EndData(stream_id),
+            )
+        except ClientDisconnected:
+            self.disconnected = True
+        self._port.finish()
 
     async def _fail(self, exc: BaseException | None) -> None:
         """500 if nothing was sent yet, else abort the stream."""

@@ -414,9 +414,9 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "server_names",
         kinds.string_list(item=_non_empty, allowed="host names"),
         (),
-        "Host names served; requests for other hosts are refused.",
+        "Host header values served (with the port if the client sends one); requests"
+        " for other hosts get 404 without reaching the app.",
         flags=("--server-name",),
-        status=_PROD,
     ),
     _setting("shutdown_timeout", _SECONDS, 60.0, "How long lifespan shutdown may take."),
     _setting(

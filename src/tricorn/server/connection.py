@@ -397,7 +397,10 @@ class Connection:
         access_log = ctx.access_log
         started = time.perf_counter() if access_log.enabled else 0.0
         try:
-            await cycle.run()
+            if ctx.server_names and _host(request) not in ctx.server_names:
+                await cycle.refuse()
+            else:
+                await cycle.run()
         finally:
             del self._streams[stream.stream_id]
             self._stream_ended()
@@ -430,6 +433,16 @@ class Connection:
             finally:
                 self._release_write()
         await anyio.aclose_forcefully(transport)
+
+
+def _host(request: Request) -> str:
+    """The request's host as the client wrote it (``:authority`` or Host)."""
+    if request.authority is not None:
+        return request.authority.decode("latin-1")
+    for name, value in request.headers:
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
 
 
 class _RunnerSlot:

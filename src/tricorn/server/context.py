@@ -82,6 +82,7 @@ class ServerContext:
     shutting_down: bool = False
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
     io: BackendIO | None = None  # backend fast paths, from the process layer
+    server_names: frozenset[str] = frozenset()  # Host allow-list; empty: any
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, connection: Connection) -> None:

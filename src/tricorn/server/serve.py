@@ -90,6 +90,7 @@ async def serve(
         ),
         h1_settings=h1_settings(config),
         io=io,
+        server_names=frozenset(config.server_names),
     )
     ssl_context = config.create_ssl_context(("http/1.1",)) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
