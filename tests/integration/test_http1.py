@@ -381,6 +381,25 @@ async def test_disconnect_reaches_the_app() -> None:
     assert messages == ["http.request", "http.disconnect"]
 
 
+async def test_an_app_that_ignores_the_disconnect_is_cancelled_after_graceful_timeout() -> None:
+    cancelled = anyio.Event()
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    async with running_server(app, graceful_timeout=0.3) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(get("/"))
+            await anyio.sleep(0.1)
+        with anyio.fail_after(3):  # not at server shutdown: the connection let it go
+            await cancelled.wait()
+
+
 async def test_disconnect_while_the_app_is_sending() -> None:
     done = anyio.Event()
     outcome: list[str] = []

@@ -277,7 +277,8 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "graceful_timeout",
         kinds.number(strict=False),
         3.0,
-        "On SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled.",
+        "On SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled;"
+        " also how long an app may run on after its client has gone.",
     ),
     _setting(
         "group",

@@ -60,11 +60,6 @@ from .events import (
 
 __all__ = ["H1Adapter", "H1Settings"]
 
-_IDLE = h11.IDLE
-_SEND_BODY = h11.SEND_BODY
-_DONE = h11.DONE
-_MUST_CLOSE = h11.MUST_CLOSE
-_MIGHT_SWITCH = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
 
 _REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
@@ -128,6 +123,7 @@ class H1Adapter:
         self.stream_id = 1
         self._requests = 0
         self._in_request = False  # a request head arrived; its response is not complete
+        self._body_complete = False  # the current request's body has been read whole
         self._response_started = False
         self._head_request = False
         self._version11 = True
@@ -161,16 +157,13 @@ class H1Adapter:
     def wants_read(self) -> bool:
         if self._closing or self._eof or self._poll:
             return False
-        state = self._h11.their_state
-        if state is _IDLE:
-            return True
-        if state is _SEND_BODY:
+        if not self._in_request:
+            return True  # waiting for a request head
+        if not self._body_complete:
             return self._queued < self.settings.max_queued_body
-        if state is _DONE or state is _MIGHT_SWITCH or state is _MUST_CLOSE:
-            # Keep reading during the response to notice a disconnect, but
-            # not past the first bytes of a pipelined request.
-            return not self._paused
-        return False
+        # Keep reading during the response to notice a disconnect, but not
+        # past the first bytes of a pipelined request.
+        return not self._paused
 
     @property
     def idle(self) -> bool:
@@ -184,14 +177,8 @@ class H1Adapter:
         conn = self._h11
         if data:
             self._last_read = now
-            state = conn.their_state
-            if state is _MUST_CLOSE:
-                # The request said it was the last; later bytes are ignored
-                # (RFC 9112 §9.6) and reading stops (bounded memory).
-                self._paused = True
-                return []
             if (
-                (state is _IDLE or state is _DONE)
+                (not self._in_request or self._body_complete)
                 and self._head_since is None
                 and not self._paused
                 and not self._poll
@@ -224,16 +211,22 @@ class H1Adapter:
         conn = self._h11
         events: list[Event] = []
         while True:
-            state = conn.their_state
-            if state is _MUST_CLOSE:  # the last request is complete
-                if self._eof:
+            if self._in_request and self._body_complete:
+                # Nothing to parse until the response is done: later bytes
+                # belong to the next request (or, after a last request, are
+                # ignored, RFC 9112 §9.6) and stop the reading.
+                if conn.trailing_data[0]:
+                    self._paused = True
+                elif self._eof:
                     return events + self._peer_gone("connection closed by the peer")
                 return events
-            head = conn.trailing_data[0] if state is _IDLE else b""
+            head = b"" if self._in_request else conn.trailing_data[0]
             try:
                 event = conn.next_event()
                 if type(event) is h11.Request:
                     events.append(self._on_request(event, head, now))
+                    if self._body_complete:  # no body framing: no body (RFC 9112 §6.3)
+                        events.append(EndBody(self.stream_id))
                     continue
             except _Reject as exc:
                 return events + self._reject(exc.status, exc.reason)
@@ -247,17 +240,13 @@ class H1Adapter:
                 events.append(Body(self.stream_id, bytes(event.data)))
             elif kind is h11.EndOfMessage:
                 self._body_since = None
+                self._body_complete = True
                 events.append(EndBody(self.stream_id))
-                if conn.their_state is _DONE and not self._eof:
-                    # What next_event() would say now, without its cost:
-                    # PAUSED if bytes of a next request wait, else NEED_DATA.
-                    self._paused = bool(conn.trailing_data[0])
-                    return events
             elif event is h11.NEED_DATA:
                 if head and self._head_since is None and not self._in_request:
                     self._head_since = now  # the header-read timer starts
                 return events
-            elif event is h11.PAUSED:
+            elif event is h11.PAUSED:  # pragma: no cover - h11 pauses only after a message
                 self._paused = True
                 return events
             else:  # h11.ConnectionClosed: the peer is gone
@@ -301,7 +290,8 @@ class H1Adapter:
         self._keep_alive = keep_alive
         self._close_after = False
         self._expect_100 = self._h11.they_are_waiting_for_100_continue
-        self._body_since = now if self._h11.their_state is _SEND_BODY else None
+        self._body_complete = not framing
+        self._body_since = None if self._body_complete else now
         return Request(
             stream_id=self.stream_id,
             method=event.method,
@@ -398,7 +388,7 @@ class H1Adapter:
             not self._keep_alive
             or self._shutdown
             or self._requests >= self.settings.keep_alive_max_requests
-            or self._h11.their_state is _SEND_BODY  # the body may never be read
+            or not self._body_complete  # the body may never be read
         ):
             if not close:
                 head += b"connection: close\r\n"
@@ -478,10 +468,9 @@ class H1Adapter:
     def _response_done(self) -> None:
         self._in_request = False
         self._framing = _NOT_STARTED
-        state = self._h11.their_state
         if self._close_after:
             self._close_later("connection: close")
-        elif state is not _DONE and state is not _MIGHT_SWITCH:
+        elif not self._body_complete:
             self._close_later("request body not read")
         elif self._shutdown:
             self._close_later("shutting down")
@@ -489,7 +478,7 @@ class H1Adapter:
             # h11 parses; we serialize. A fresh parser per request is
             # cheaper than replaying our response through h11's state
             # machine; bytes of a pipelined request carry over.
-            leftover = self._h11.trailing_data[0]
+            leftover = self._h11.trailing_data[0].lstrip(b"\r\n")
             self._h11 = self._new_parser()
             if leftover:
                 self._h11.receive_data(leftover)
@@ -529,7 +518,7 @@ class H1Adapter:
                 if self._idle_since is None:
                     self._idle_since = now
                 deadline = _add(self._idle_since, settings.keep_alive_timeout)
-        elif self._h11.their_state is _SEND_BODY:
+        elif not self._body_complete:
             if self._queued >= settings.max_queued_body or self._expect_100:
                 # the app holds the body, or the client waits for our 100
                 # Continue: either way the client is not late

@@ -31,8 +31,9 @@ the loop is blocked in a read (a close after the response).
 When the connection ends (the peer closed, the adapter asked to close, a
 write failed, a timer fired) every open stream is told ``StreamClosed``,
 the transport is flushed and closed (bounded), and the task group waits
-for the streams' tasks to return; their sends raise
-:class:`~tricorn.errors.ClientDisconnected` from then on.
+for the streams' tasks to return -- their sends raise
+:class:`~tricorn.errors.ClientDisconnected` from then on -- for at most
+``graceful_timeout``; an app still running then is cancelled.
 
 Rule 1: adapter methods are plain synchronous calls made from these tasks
 on one thread, never while another call is in progress.
@@ -88,6 +89,7 @@ class Connection:
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
         self._streams: dict[int, Stream] = {}
         self._idle_runners: list[_RunnerSlot] = []
+        self._streams_done: anyio.Event | None = None  # set when the last stream ends
         self._resume: anyio.Event | None = None  # the read loop waits for wants_read
         self._poke = anyio.Event()  # wakes the control task
         self._deadline: float | None = None  # the adapter's, as last asked
@@ -131,6 +133,13 @@ class Connection:
                 tg.start_soon(self._control_loop)
                 await self._read_loop()
                 await self._terminate()
+                if self._streams:
+                    # The apps were told (http.disconnect; send() raises).
+                    # One that ignores it is cancelled after graceful_timeout.
+                    self._streams_done = anyio.Event()
+                    with anyio.move_on_after(self.ctx.config.graceful_timeout):
+                        await self._streams_done.wait()
+                    tg.cancel_scope.cancel()
         finally:
             self._closed = True
             self.ctx.discard(self)
@@ -404,6 +413,8 @@ class Connection:
         finally:
             del self._streams[stream.stream_id]
             self._stream_ended()
+            if not self._streams and self._streams_done is not None:
+                self._streams_done.set()
         if access_log.enabled:
             access_log.log(
                 scope,
