@@ -180,3 +180,35 @@ async def test_server_keeps_serving_during_many_bad_clients() -> None:
         finally:
             for client in clients:
                 await client.stream.aclose()
+
+
+async def test_write_timeout_closes_a_connection_whose_client_stopped_reading() -> None:
+    outcome: list[str] = []
+    done = anyio.Event()
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/stream":
+            await hello(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:  # far more than the socket buffers hold
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        except OSError:
+            outcome.append("send raised")
+        finally:
+            done.set()
+
+    async with (
+        running_server(app, write_timeout=0.5, keep_alive_timeout=0.5) as url,
+        await RawClient.connect(url) as client,
+    ):
+        await client.send(get("/stream"))  # ... and never read the response
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            await done.wait()
+        assert time.monotonic() - started < 4
+        await _served(url)
+    assert outcome == ["send raised"]

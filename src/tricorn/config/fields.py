@@ -530,6 +530,13 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         "Longest wait without progress while reading a request body (slow POST).",
     ),
     _own(
+        "write_timeout",
+        _OPT_SECONDS,
+        60.0,
+        "Longest a write may wait for a client that does not read the response;"
+        " then the connection closes (noticed within keep_alive_timeout more).",
+    ),
+    _own(
         "max_connections",
         kinds.integer(minimum=1),
         2048,

@@ -101,6 +101,7 @@ class Config:
     app: str | None = _default("app")
     header_read_timeout: float = _default("header_read_timeout")
     body_read_timeout: float = _default("body_read_timeout")
+    write_timeout: float | None = _default("write_timeout")
     max_connections: int = _default("max_connections")
     h2_initial_window_size: int = _default("h2_initial_window_size")
     h2_connection_window_size: int = _default("h2_connection_window_size")

@@ -98,6 +98,8 @@ class Connection:
         self._recheck = keep_alive if keep_alive else 5.0
         self._writing = False
         self._write_done: anyio.Event | None = None
+        self._writes = 0  # writes started; the control task watches for a stuck one
+        self._stuck_write: tuple[int, float] | None = None  # (write number, first seen)
         self._shutdown = False
         self._shutdown_done = False
         self._closed = False
@@ -126,7 +128,7 @@ class Connection:
         """Serve the connection until it closes; always closes the transport."""
         self.ctx.add(self)
         if self.ctx.shutting_down:
-            self._shutdown = True
+            self.begin_shutdown()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -224,6 +226,7 @@ class Connection:
                 self._write_done = anyio.Event()
             await self._write_done.wait()
         self._writing = True
+        self._writes += 1
 
     def _release_write(self) -> None:
         self._writing = False
@@ -239,6 +242,7 @@ class Connection:
             await self._acquire_write()
         else:
             self._writing = True
+            self._writes += 1
         try:
             await self.transport.send(data)
             return True
@@ -299,6 +303,9 @@ class Connection:
                 events = adapter.next_events(now)
                 if events and await self._handle(events):
                     break
+            if self._write_stuck(now):
+                log.info("closing a connection whose client stopped reading")
+                break
             deadline = self._deadline
             if deadline is not None and now >= deadline:
                 if await self._handle(adapter.handle_timeout(now)):
@@ -309,6 +316,23 @@ class Connection:
             else:
                 self._timer_at = deadline
         await self._terminate()
+
+    def _write_stuck(self, now: float) -> bool:
+        """``write_timeout``, checked at the control task's wake-ups (at least
+        every ``keep_alive_timeout`` while a response is in flight): the
+        same write still pending for that long. No cost per write but a
+        counter."""
+        timeout = self.ctx.config.write_timeout
+        if not self._writing or timeout is None:
+            self._stuck_write = None
+            return False
+        seen = self._stuck_write
+        if seen is None or seen[0] != self._writes:
+            self._stuck_write = (self._writes, now)
+            if self._timer_at > now + timeout:
+                self._timer_at = now + timeout  # come back when it would be due
+            return False
+        return now - seen[1] >= timeout
 
     async def _terminate(self) -> None:
         """End the connection: streams are told, the transport closed (which

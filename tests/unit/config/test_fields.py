@@ -71,6 +71,7 @@ TRICORN_KEYS = [
     "app",
     "header_read_timeout",
     "body_read_timeout",
+    "write_timeout",
     "max_connections",
     "h2_initial_window_size",
     "h2_connection_window_size",
