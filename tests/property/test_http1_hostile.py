@@ -22,6 +22,8 @@ from tricorn.protocol.events import (
 )
 from tricorn.protocol.http1 import H1Adapter, H1Settings
 
+from ..unit.protocol.test_http1 import merge_bodies
+
 NOW = 0.0
 ERROR_STATUSES = {400, 408, 414, 431, 501, 505}
 EVENT_TYPES = (Request, Body, EndBody, StreamClosed, ConnectionClosed)
@@ -29,17 +31,6 @@ HYPOTHESIS = settings(max_examples=200, deadline=None)
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def merge_bodies(events: Sequence[Event]) -> list[Event]:
-    merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, Body) and isinstance(last, Body) and last.stream_id == event.stream_id:
-            merged[-1] = Body(event.stream_id, last.data + event.data)
-        else:
-            merged.append(event)
-    return merged
 
 
 def feed(adapter: H1Adapter, chunks: Sequence[bytes], *, eof: bool = False) -> list[Event]:
