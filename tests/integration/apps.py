@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 
-from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
+from tricorn.asgi.types import ASGIApp, ASGIReceive, ASGISend, Scope
 
 HELLO = b"Hello, world!"
 
@@ -71,5 +71,19 @@ def slow(delay: float) -> Any:
             return
         await anyio.sleep(delay)
         await hello(scope, receive, send)
+
+    return app
+
+
+def sleeps_forever(cancelled: anyio.Event) -> ASGIApp:
+    """An app that never answers; ``cancelled`` is set when it is cancelled."""
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
 
     return app

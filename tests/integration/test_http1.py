@@ -15,7 +15,7 @@ from tricorn import _backend
 from tricorn.asgi.types import ASGIApp, ASGIReceive, ASGISend, Scope
 
 from ..conftest import TLSFiles, running_server
-from .apps import HELLO, echo, hello, scope_json
+from .apps import HELLO, echo, hello, scope_json, sleeps_forever
 from .client import RawClient, address, get
 
 pytestmark = pytest.mark.anyio
@@ -383,14 +383,7 @@ async def test_disconnect_reaches_the_app() -> None:
 
 async def test_an_app_that_ignores_the_disconnect_is_cancelled_after_graceful_timeout() -> None:
     cancelled = anyio.Event()
-
-    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] != "http":
-            return
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
+    app = sleeps_forever(cancelled)
 
     async with running_server(app, graceful_timeout=0.3) as url:
         async with await RawClient.connect(url) as client:

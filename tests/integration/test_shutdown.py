@@ -10,7 +10,7 @@ from tricorn import serve
 from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
 
 from ..conftest import make_config
-from .apps import HELLO, hello
+from .apps import HELLO, hello, sleeps_forever
 from .client import RawClient, address, get
 
 pytestmark = pytest.mark.anyio
@@ -53,14 +53,7 @@ async def test_in_flight_request_finishes_and_new_connections_are_refused() -> N
 
 async def test_graceful_timeout_cancels_what_is_left() -> None:
     cancelled = anyio.Event()
-
-    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] != "http":
-            return
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
+    app = sleeps_forever(cancelled)
 
     stop = anyio.Event()
     with anyio.fail_after(5):

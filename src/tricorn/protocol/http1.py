@@ -3,11 +3,15 @@
 Theory of operation
 -------------------
 One :class:`H1Adapter` serves one connection. h11 parses request heads and
-bodies and frames our responses; this module adds what h11 leaves to its
-user: request-smuggling checks h11 does not make (Content-Length together
-with Transfer-Encoding, duplicated Content-Length lines, the exact status
-for a bad Transfer-Encoding), the 414/431/505 distinctions, timers as data,
-``Expect: 100-continue``, backpressure and keep-alive decisions.
+bodies (a fresh h11 parser per request; bytes of a pipelined request carry
+over). Responses are serialized here (``_serialize_fields``): h11's send
+path costs as much as the rest of a request, and the framing decisions
+(content-length, chunked, close-delimited for HTTP/1.0) are few. This module
+also adds what h11 leaves to its user: request-smuggling checks h11 does not
+make (Content-Length together with Transfer-Encoding, duplicated
+Content-Length lines, the exact status for a bad Transfer-Encoding), the
+414/431/505 distinctions, timers as data, ``Expect: 100-continue``,
+backpressure and keep-alive decisions.
 
 Requests are numbered 1, 3, 5, ... (``stream_id``); at most one is open.
 A pipelined request that arrives while a response is in flight stays in
@@ -646,7 +650,7 @@ def _error_response(status: int, reason: str) -> bytes:
     body = f"{status} {_REASONS.get(status, b'').decode()}: {reason}\n".encode()
     return b"".join(
         (
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"")),
+            _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",

@@ -167,11 +167,13 @@ class Connection:
             for event in events:
                 adapter.send(event)
         finally:
-            self._wake()  # even a refused event may have changed the adapter's state
+            # Even a refused event may have changed the adapter's state. The
+            # write below starts before anyone woken here can run, so a
+            # close decided now still comes after these bytes.
+            self._wake()
         data = adapter.data_to_send()
         if data and not await self._write(data):
             raise ClientDisconnected("the connection is closed")
-        self._wake()
 
     async def send_file(self, stream_id: int, path: str) -> int:
         """Send a file as body data of ``stream_id``: in the kernel
