@@ -51,7 +51,9 @@ class Layer:
     """Top-level names of third-party distributions."""
 
 
-PROTOCOL_LIBRARIES = frozenset({"h11", "h2", "aioquic", "wsproto"})
+PROTOCOL_LIBRARIES = frozenset(
+    {"h11", "h2", "hyperframe", "aioquic", "wsproto"}
+)  # hyperframe: h2's frames
 
 #: Longest matching prefix wins, so ``tricorn.protocol.events`` is stricter
 #: than the rest of ``tricorn.protocol``. ``tricorn`` itself is only the public

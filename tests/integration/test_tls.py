@@ -32,10 +32,29 @@ async def test_https_with_httpx(tls_files: TLSFiles) -> None:
     assert tls["client_cert_name"] is None
 
 
-async def test_alpn_offers_http11_only(tls_files: TLSFiles) -> None:
+async def test_alpn_prefers_h2_by_default(tls_files: TLSFiles) -> None:
+    context = ssl.create_default_context(cafile=tls_files.ca_file)
+    context.set_alpn_protocols(["http/1.1", "h2"])
+    async with running_server(hello, certfile=tls_files.certfile, keyfile=tls_files.keyfile) as url:
+        host, port = address(url)
+        stream = await anyio.connect_tcp(
+            host, port, ssl_context=context, tls_standard_compatible=False
+        )
+        async with stream:
+            from anyio.streams.tls import TLSAttribute
+
+            assert stream.extra(TLSAttribute.alpn_protocol) == "h2"
+
+
+async def test_alpn_protocols_without_h2_offers_http11_only(tls_files: TLSFiles) -> None:
     context = ssl.create_default_context(cafile=tls_files.ca_file)
     context.set_alpn_protocols(["h2", "http/1.1"])
-    async with running_server(hello, certfile=tls_files.certfile, keyfile=tls_files.keyfile) as url:
+    async with running_server(
+        hello,
+        certfile=tls_files.certfile,
+        keyfile=tls_files.keyfile,
+        alpn_protocols=["http/1.1"],
+    ) as url:
         host, port = address(url)
         stream = await anyio.connect_tcp(
             host, port, ssl_context=context, tls_standard_compatible=False

@@ -40,6 +40,7 @@ from ..protocol.events import (
     Event,
     Headers,
     InformationalResponse,
+    PushPromise,
     ResetStream,
     Response,
     StreamClosed,
@@ -189,6 +190,17 @@ class HTTPCycle:
         links = message.get("links", [])
         headers = [(b"link", _bytes(link, "links")) for link in links]
         await self._emit(InformationalResponse(self._port.stream_id, 103, headers))
+
+    async def _on_push(self, message: Message) -> None:
+        """``http.response.push``: a PUSH_PROMISE where the protocol and the
+        client allow it; quietly nothing elsewhere (as Hypercorn)."""
+        if "http.response.push" not in self.scope.get("extensions", ()):
+            return
+        path = message.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise AppProtocolError(f"http.response.push path must start with '/': {path!r}")
+        headers = _headers(message.get("headers", ()))
+        await self._emit(PushPromise(self._port.stream_id, path.encode("utf-8"), headers))
 
     async def _on_start(self, message: Message) -> None:
         status = message.get("status")
@@ -348,12 +360,17 @@ _TRANSITIONS: dict[State, dict[str, Any]] = {
     State.WAIT_START: {
         "http.response.start": HTTPCycle._on_start,
         "http.response.early_hint": HTTPCycle._on_early_hint,
+        "http.response.push": HTTPCycle._on_push,
     },
     State.STARTED: {
         "http.response.body": HTTPCycle._on_body,
         "http.response.pathsend": HTTPCycle._on_pathsend,
+        "http.response.push": HTTPCycle._on_push,
     },
-    State.BODY: {"http.response.body": HTTPCycle._on_body},
+    State.BODY: {
+        "http.response.body": HTTPCycle._on_body,
+        "http.response.push": HTTPCycle._on_push,
+    },
     State.TRAILERS: {"http.response.trailers": HTTPCycle._on_trailers},
     State.DONE: {},
 }

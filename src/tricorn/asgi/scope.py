@@ -59,13 +59,14 @@ class ScopeFactory:
     :param state: the lifespan state; each scope gets a shallow copy.
     """
 
-    __slots__ = ("_base", "_extensions", "_state")
+    __slots__ = ("_base", "_extensions", "_push_extensions", "_state")
 
     def __init__(self, info: ConnectionInfo, root_path: str, state: dict[str, Any]) -> None:
         extensions = dict(_HTTP_EXTENSIONS)
         if info.tls is not None:
             extensions["tls"] = info.tls
         self._extensions = extensions
+        self._push_extensions = {**extensions, "http.response.push": {}}
         self._state = state
         self._base: dict[str, Any] = {
             "asgi": ASGI_VERSION,
@@ -88,6 +89,8 @@ class ScopeFactory:
         scope["raw_path"] = raw_path
         scope["query_string"] = query_string
         scope["headers"] = request.headers
-        scope["extensions"] = dict(self._extensions)
+        # Push is offered on HTTP/2 client streams (odd), not pushed ones.
+        pushable = request.http_version == "2" and request.stream_id % 2 == 1
+        scope["extensions"] = dict(self._push_extensions if pushable else self._extensions)
         scope["state"] = dict(self._state)
         return scope

@@ -29,7 +29,6 @@ from .kinds import Invalid, Kind
 __all__ = ["FIELDS", "FIELDS_BY_KEY", "WIRED", "Field", "field_for", "suggest"]
 
 WIRED = "wired"
-_H2 = "parsed and validated; behaviour comes with the HTTP/2 issue"
 _H3 = "parsed and validated; behaviour comes with the HTTP/3 issue"
 _WS = "parsed and validated; behaviour comes with the WebSocket issue"
 _PROD = "parsed and validated; behaviour comes with the production-serving issue"
@@ -210,9 +209,8 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "alpn_protocols",
         kinds.string_list(item=_alpn_item, allowed="ALPN protocols: h2, http/1.1"),
         ("h2", "http/1.1"),
-        "ALPN protocols offered on TLS binds, in preference order; only those tricorn"
-        " serves are offered (http/1.1 today).",
-        status="wired (h2 is offered once the HTTP/2 issue lands)",
+        "ALPN protocols offered on TLS binds, in preference order; with h2 listed,"
+        " cleartext binds also accept h2c (prior knowledge and Upgrade).",
     ),
     _setting(
         "alt_svc_headers",
@@ -303,22 +301,22 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "h2_max_concurrent_streams",
         kinds.integer(minimum=1),
         100,
-        "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.",
-        status=_H2,
+        "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: concurrent ASGI calls per connection;"
+        " streams past it get RST_STREAM(REFUSED_STREAM).",
     ),
     _setting(
         "h2_max_header_list_size",
         kinds.integer(minimum=1, unit="bytes"),
         2**16,
-        "HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE.",
-        status=_H2,
+        "HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE; a larger (decoded) header block ends the"
+        " connection with GOAWAY(ENHANCE_YOUR_CALM).",
     ),
     _setting(
         "h2_max_inbound_frame_size",
         kinds.integer(minimum=2**14, maximum=2**24 - 1, unit="bytes"),
         2**14,
-        "HTTP/2 SETTINGS_MAX_FRAME_SIZE (RFC 9113 6.5.2 range).",
-        status=_H2,
+        "HTTP/2 SETTINGS_MAX_FRAME_SIZE (RFC 9113 6.5.2 range); a header block may"
+        " span at most 64 CONTINUATION frames of it.",
     ),
     _setting("include_date_header", kinds.boolean(), True, "Send a Date response header."),
     _setting("include_server_header", kinds.boolean(), True, "Send a Server response header."),
@@ -547,23 +545,30 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         "h2_initial_window_size",
         kinds.integer(minimum=0, maximum=2**31 - 1, unit="bytes"),
         MIB,
-        "HTTP/2 per-stream flow-control window we advertise.",
-        status=_H2,
+        "HTTP/2 per-stream receive window we advertise: request data buffered per stream"
+        " until the app reads it; also the largest body an h2c Upgrade request may carry.",
     ),
     _own(
         "h2_connection_window_size",
         kinds.integer(minimum=65535, maximum=2**31 - 1, unit="bytes"),
-        MIB,
-        "HTTP/2 connection flow-control window we advertise (bounds the request data"
+        2 * MIB,
+        "HTTP/2 connection receive window we advertise (bounds the request data"
         " buffered per connection).",
-        status=_H2,
     ),
     _own(
         "h2_ping_interval",
         _OPT_SECONDS,
         None,
-        "Seconds between keep-alive PINGs on idle HTTP/2 connections.",
-        status=_H2,
+        "Send an HTTP/2 PING after this many seconds without input; close the connection"
+        " if it is not answered within as long again.",
+    ),
+    _own(
+        "h2_max_control_frames",
+        kinds.integer(minimum=1),
+        1000,
+        "HTTP/2 frames without request progress (PING, SETTINGS, PRIORITY, RST_STREAM,"
+        " empty DATA, refused or malformed streams) per second; past it"
+        " GOAWAY(ENHANCE_YOUR_CALM) (floods, rapid reset).",
     ),
     _own("quic_idle_timeout", _SECONDS, 30.0, "QUIC idle timeout.", status=_H3),
     _own(

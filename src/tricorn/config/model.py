@@ -106,6 +106,7 @@ class Config:
     h2_initial_window_size: int = _default("h2_initial_window_size")
     h2_connection_window_size: int = _default("h2_connection_window_size")
     h2_ping_interval: float | None = _default("h2_ping_interval")
+    h2_max_control_frames: int = _default("h2_max_control_frames")
     quic_idle_timeout: float = _default("quic_idle_timeout")
     quic_max_datagram_size: int = _default("quic_max_datagram_size")
     quic_retry: bool = _default("quic_retry")

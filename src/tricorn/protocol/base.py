@@ -36,6 +36,12 @@ An adapter is a plain object driven by the event core
   itself (``sendfile``), the adapter counting them as sent; ``None`` when
   the body must go through ``send(Data)`` (HTTP/2 and HTTP/3 frame every
   byte; HEAD sends none).
+* ``writable(stream_id)`` -- ``False`` while the stream has response data
+  the adapter holds back (HTTP/2 and HTTP/3 flow-control windows closed);
+  the core makes the application's ``send()`` wait until the adapter
+  reports ``Writable(stream_id)``, so held-back data is bounded by one
+  application chunk per stream. HTTP/1.1 is always writable (the transport
+  pushes back instead).
 * ``idle`` -- ``True`` when no stream is open: the connection can be closed
   without losing anything.
 
@@ -76,3 +82,5 @@ class ProtocolAdapter(Protocol):
     def begin_shutdown(self) -> list[Event]: ...
 
     def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None: ...
+
+    def writable(self, stream_id: int) -> bool: ...

@@ -9,7 +9,7 @@ the one-stream case: its adapter numbers the requests of a connection 1, 3,
 5, ... (odd, like HTTP/2 client streams) and never has two open at once.
 
 Inbound (adapter -> core):  Request, Body, EndBody, Trailers, StreamClosed,
-                            ConnectionClosed, ProtocolSwitch
+                            ConnectionClosed, ProtocolSwitch, Writable
 Outbound (core -> adapter): InformationalResponse, Response, Data, EndData,
                             Trailers, ResetStream, PushPromise, ReadyForBody,
                             BodyConsumed
@@ -41,6 +41,7 @@ __all__ = [
     "Response",
     "StreamClosed",
     "Trailers",
+    "Writable",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -124,6 +125,15 @@ class ProtocolSwitch:
     data: bytes = b""
     request: Request | None = None
     settings: bytes | None = None  # the HTTP2-Settings header, decoded
+    body: bytes = b""  # the upgrading request's complete body
+
+
+@dataclass(frozen=True, slots=True)
+class Writable:
+    """The stream's queued response data went out (the peer opened its
+    flow-control window): a ``send()`` waiting on it may go on."""
+
+    stream_id: int
 
 
 # ---------------------------------------------------------------- outbound
@@ -221,4 +231,5 @@ Event = (
     | PushPromise
     | ReadyForBody
     | BodyConsumed
+    | Writable
 )

@@ -37,6 +37,8 @@ consumed the body already delivered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -54,6 +56,7 @@ from .events import (
     Event,
     Headers,
     InformationalResponse,
+    ProtocolSwitch,
     ReadyForBody,
     Request,
     ResetStream,
@@ -76,6 +79,44 @@ _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_LENGTH_LIST = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
 _NO_BODY_STATUS = frozenset({204, 304})
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# GOAWAY(last stream 0, PROTOCOL_ERROR), for a broken HTTP/2 preface on a cleartext port.
+_GOAWAY_PROTOCOL_ERROR = bytes.fromhex("0000080700000000000000000000000001")
+_HOP_BY_HOP = frozenset(
+    (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"transfer-encoding", b"te")
+)
+
+
+def _h2c_upgrade(request: Request) -> bytes | None:
+    """The decoded HTTP2-Settings if ``request`` asks for ``Upgrade: h2c``
+    properly (RFC 7540 §3.2: Upgrade, Connection naming both, one
+    HTTP2-Settings of valid base64url); else ``None``: serve HTTP/1.1."""
+    if request.http_version != "1.1":
+        return None
+    upgrade = connection = b""
+    settings: list[bytes] = []
+    for name, value in request.headers:
+        if name == b"upgrade":
+            upgrade += b"," + value.lower()
+        elif name == b"connection":
+            connection += b"," + value.lower()
+        elif name == b"http2-settings":
+            settings.append(value)
+    if len(settings) != 1 or b"h2c" not in _tokens(upgrade):
+        return None
+    if not {b"upgrade", b"http2-settings"} <= _tokens(connection):
+        return None
+    value = settings[0].strip()
+    try:
+        decoded = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    return decoded if len(decoded) % 6 == 0 else None
+
+
+def _tokens(value: bytes) -> set[bytes]:
+    return {token.strip() for token in value.split(b",")}
+
 
 # How the response body is framed on the wire (identity-compared sentinels).
 _NOT_STARTED = "no response head yet"
@@ -106,6 +147,8 @@ class H1Settings:
     keep_alive_max_requests: int = 1000
     max_queued_body: int = 10
     pass_raw_headers: bool = False
+    h2c: bool = False  # cleartext: recognise the HTTP/2 preface and Upgrade: h2c
+    h2c_max_upgrade_body: int = 1024 * 1024  # larger bodies are served over HTTP/1.1
 
 
 class _Reject(Exception):
@@ -149,6 +192,10 @@ class H1Adapter:
         self._head_since: float | None = None
         self._body_since: float | None = None
         self._last_read: float | None = None
+        self._sniff: bytes | None = b"" if settings.h2c else None  # the first bytes, for h2c
+        self._upgrade: tuple[Request, bytes] | None = None  # (request, HTTP2-Settings)
+        self._upgrade_body: list[bytes] = []
+        self._upgrade_size = 0
 
     def _new_parser(self) -> h11.Connection:
         return h11.Connection(
@@ -178,6 +225,20 @@ class H1Adapter:
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         if self._closing:
             return []
+        if self._sniff is not None:
+            if not data:  # the peer closed before a whole preface or request
+                self._h11.receive_data(self._sniff)
+            data = self._sniff + data if data else data
+            if data and PREFACE.startswith(data[: len(PREFACE)]):
+                if len(data) < len(PREFACE):
+                    self._sniff = data  # wait for the rest of the preface
+                    return []
+                self._closing = self._close_sent = True
+                return [ProtocolSwitch("h2c", data)]
+            self._sniff = None
+            if data[:3] == b"PRI":  # a broken HTTP/2 preface: no HTTP/1.1 400
+                self._out.append(_GOAWAY_PROTOCOL_ERROR)
+                return self._close("invalid HTTP/2 preface")
         conn = self._h11
         if data:
             self._last_read = now
@@ -228,7 +289,15 @@ class H1Adapter:
             try:
                 event = conn.next_event()
                 if type(event) is h11.Request:
-                    events.append(self._on_request(event, head, now))
+                    request = self._on_request(event, head, now)
+                    if self._sniff is None and self.settings.h2c and self._requests == 1:
+                        settings = _h2c_upgrade(request)
+                        if settings is not None:
+                            self._upgrade = (request, settings)
+                            if self._body_complete:
+                                return events + self._switch()
+                            continue
+                    events.append(request)
                     if self._body_complete:  # no body framing: no body (RFC 9112 §6.3)
                         events.append(EndBody(self.stream_id))
                     continue
@@ -237,6 +306,13 @@ class H1Adapter:
             except h11.RemoteProtocolError as exc:
                 return events + self._on_protocol_error(exc, head)
             kind = type(event)
+            if self._upgrade is not None and kind is not h11.ConnectionClosed:
+                if kind is h11.EndOfMessage:
+                    return events + self._switch()
+                if kind is h11.Data:
+                    assert isinstance(event, h11.Data)
+                    events.extend(self._collect_upgrade_body(bytes(event.data)))
+                    continue
             if kind is h11.Data:
                 assert isinstance(event, h11.Data)
                 self._queued += 1
@@ -306,6 +382,46 @@ class H1Adapter:
             trailers_accepted=expect_trailers,
             raw_headers=list(event.headers.raw_items()) if self.settings.pass_raw_headers else None,
         )
+
+    def _collect_upgrade_body(self, data: bytes) -> list[Event]:
+        """Hold the body of an ``Upgrade: h2c`` request (RFC 7540 §3.2: it
+        is read whole before the switch); past ``h2c_max_upgrade_body`` the
+        request is served over HTTP/1.1 instead."""
+        assert self._upgrade is not None
+        self._upgrade_body.append(data)
+        self._upgrade_size += len(data)
+        if self._upgrade_size <= self.settings.h2c_max_upgrade_body:
+            return []
+        request = self._upgrade[0]
+        self._upgrade = None
+        body = b"".join(self._upgrade_body)
+        self._upgrade_body = []
+        self._queued += 1
+        return [request, Body(self.stream_id, body)]
+
+    def _switch(self) -> list[Event]:
+        """Answer 101 and hand the connection to HTTP/2."""
+        assert self._upgrade is not None
+        request, settings = self._upgrade
+        self._out.append(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+        )
+        self._closing = self._close_sent = True
+        headers = [(name, value) for name, value in request.headers if name not in _HOP_BY_HOP]
+        upgraded = Request(
+            stream_id=1,
+            method=request.method,
+            target=request.target,
+            headers=headers,
+            http_version="2",
+            scheme="http",
+            authority=next((value for name, value in headers if name == b"host"), None),
+            trailers_accepted=request.trailers_accepted,
+        )
+        body = b"".join(self._upgrade_body)
+        self._upgrade_body = []
+        leftover = self._h11.trailing_data[0]
+        return [ProtocolSwitch("h2c", leftover, upgraded, settings, body)]
 
     def _on_protocol_error(self, exc: h11.RemoteProtocolError, head: bytes) -> list[Event]:
         if self._in_request:  # broken body framing: abort the exchange
@@ -449,6 +565,9 @@ class H1Adapter:
         self._in_request = False
         self._close_later(reason)
         raise AppProtocolError(f"invalid response: {reason}")
+
+    def writable(self, stream_id: int) -> bool:
+        return True  # the transport pushes back
 
     def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None:
         """Bytes to write before and after ``length`` body bytes that the

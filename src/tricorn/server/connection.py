@@ -54,15 +54,21 @@ from anyio.abc import ByteStream, TaskGroup
 from ..asgi.http import HTTPCycle
 from ..asgi.scope import ScopeFactory
 from ..errors import ClientDisconnected
+from ..protocol.base import ProtocolAdapter
 from ..protocol.events import (
+    BodyConsumed,
     ConnectionClosed,
     ConnectionInfo,
     Data,
     Event,
+    ProtocolSwitch,
     Request,
+    ResetStream,
     StreamClosed,
+    Writable,
 )
 from ..protocol.http1 import H1Adapter
+from ..protocol.http2 import REFUSED_STREAM, H2Adapter
 from .streams import Stream
 
 if TYPE_CHECKING:
@@ -85,7 +91,15 @@ class Connection:
         self.ctx = ctx
         self.transport = transport
         self.info = info
-        self.adapter = H1Adapter(ctx.h1_settings)
+        self.adapter: ProtocolAdapter
+        self._multiplexed = info.alpn == "h2"  # streams run concurrently
+        if self._multiplexed:
+            self.adapter = H2Adapter(ctx.h2_settings, anyio.current_time(), info.scheme)
+        elif info.tls is None:
+            self.adapter = H1Adapter(ctx.h1c_settings)  # recognises h2c
+        else:
+            self.adapter = H1Adapter(ctx.h1_settings)
+        self._max_streams = ctx.h2_settings.max_concurrent_streams
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
         self._streams: dict[int, Stream] = {}
         self._idle_runners: list[_RunnerSlot] = []
@@ -149,14 +163,19 @@ class Connection:
 
     # ------------------------------------------------------------ outbound
 
-    def notify(self, event: Event) -> None:
-        """Give the adapter an event that produces no bytes by itself
-        (``BodyConsumed``) and wake the read loop: it may read again."""
-        self.adapter.send(event)
+    async def body_consumed(self, stream_id: int, amount: int) -> None:
+        """The app took ``amount`` bytes of body: the adapter may read again
+        (HTTP/1.1) or credit the peer's window (HTTP/2: a WINDOW_UPDATE,
+        written now unless a write is in progress, which then takes it)."""
+        adapter = self.adapter
+        adapter.send(BodyConsumed(stream_id, amount))
         self._wake()
+        if self._multiplexed and not self._writing and not self._closed:
+            await self._flush()
 
-    async def send_events(self, events: tuple[Event, ...]) -> None:
-        """Send a stream's outbound events.
+    async def send_events(self, events: tuple[Event, ...], stream: Stream) -> None:
+        """Send a stream's outbound events; return once they are written
+        and the stream may send more (its flow-control window is open).
 
         :raises ClientDisconnected: the connection is broken or closed.
         """
@@ -171,11 +190,14 @@ class Connection:
             # write below starts before anyone woken here can run, so a
             # close decided now still comes after these bytes.
             self._wake()
-        data = adapter.data_to_send()
-        if data and not await self._write(data):
+        if not await self._flush():
             raise ClientDisconnected("the connection is closed")
+        while not adapter.writable(stream.stream_id):
+            await stream.wait_writable()
+            if self._closed:
+                raise ClientDisconnected("the connection is closed")
 
-    async def send_file(self, stream_id: int, path: str) -> int:
+    async def send_file(self, stream: Stream, path: str) -> int:
         """Send a file as body data of ``stream_id``: in the kernel
         (``sendfile``) on cleartext connections whose adapter can frame it,
         else in bounded chunks read in a worker thread."""
@@ -183,12 +205,12 @@ class Connection:
             io = self.ctx.io
             if io is not None and self.info.tls is None:
                 size = os.fstat(file.wrapped.fileno()).st_size
-                framing = self.adapter.file_framing(stream_id, size) if size else None
+                framing = self.adapter.file_framing(stream.stream_id, size) if size else None
                 if framing is not None:
                     return await self._send_file_zero_copy(io, file.wrapped, size, framing)
             sent = 0
             while chunk := await file.read(READ_SIZE):
-                await self.send_events((Data(stream_id, chunk),))
+                await self.send_events((Data(stream.stream_id, chunk),), stream)
                 sent += len(chunk)
             return sent
 
@@ -236,8 +258,12 @@ class Connection:
             self._write_done.set()
             self._write_done = None
 
-    async def _write(self, data: bytes) -> bool:
-        """Write ``data``; ``False`` (and every stream told) if the peer is gone."""
+    async def _flush(self) -> bool:
+        """Write what the adapter has queued, in order: the bytes are taken
+        only once this task holds the write turn (HTTP/2 header blocks must
+        reach the peer in the order HPACK encoded them), and the writer
+        drains until nothing is left. ``False`` (and every stream told) if
+        the peer is gone."""
         if self._closed:
             return False
         if self._writing:
@@ -246,7 +272,9 @@ class Connection:
             self._writing = True
             self._writes += 1
         try:
-            await self.transport.send(data)
+            adapter = self.adapter
+            while data := adapter.data_to_send():
+                await self.transport.send(data)
             return True
         except _BROKEN:
             self._mark_broken()
@@ -287,7 +315,6 @@ class Connection:
 
     async def _control_loop(self) -> None:
         """Timers, shutdown and closes decided while the loop reads."""
-        adapter = self.adapter
         while not self._closed:
             poke = self._poke
             if not poke.is_set():
@@ -296,6 +323,7 @@ class Connection:
             self._poke = anyio.Event()
             if self._is_closed():  # (a method: mypy narrows attributes across awaits)
                 break
+            adapter = self.adapter  # (an h2c switch replaces it)
             now = anyio.current_time()
             if self._shutdown and not self._shutdown_done:
                 self._shutdown_done = True
@@ -354,9 +382,9 @@ class Connection:
 
     async def _read_loop(self) -> None:
         """Read and route events until the connection is over."""
-        adapter = self.adapter
         transport = self.transport
         while not self._closed:
+            adapter = self.adapter  # (an h2c switch replaces it)
             now = anyio.current_time()
             events = adapter.next_events(now)
             if events:
@@ -393,16 +421,41 @@ class Connection:
                 self._open_stream(event)
             elif kind is ConnectionClosed:
                 close = True
+            elif kind is ProtocolSwitch:
+                assert isinstance(event, ProtocolSwitch)
+                return await self._switch(event)
             else:
                 stream = self._streams.get(getattr(event, "stream_id", -1))
-                if stream is not None:
-                    stream.feed(event)
-        data = self.adapter.data_to_send()
-        if data and not await self._write(data):
+                if stream is None:
+                    continue
+                if kind is Writable:
+                    stream.writable()
+                    continue
+                stream.feed(event)
+                if kind is StreamClosed and self._multiplexed:
+                    stream.cancel()  # reset by the peer: the call ends now
+        if not await self._flush():
             return True
         return close
 
+    async def _switch(self, switch: ProtocolSwitch) -> bool:
+        """HTTP/1.1 becomes HTTP/2 (prior knowledge, or ``Upgrade: h2c``
+        after its 101, which goes out first)."""
+        if not await self._flush():
+            return True
+        now = anyio.current_time()
+        upgrade = switch if switch.request is not None else None
+        self.adapter = H2Adapter(self.ctx.h2_settings, now, self.info.scheme, upgrade)
+        self._multiplexed = True
+        events = self.adapter.receive_data(switch.data, now) if switch.data else []
+        return await self._handle(events)
+
     def _open_stream(self, request: Request) -> None:
+        if len(self._streams) >= self._max_streams:
+            # Calls the peer reset may still be unwinding: never more than
+            # the limit at once, whatever the peer does.
+            self.adapter.send(ResetStream(request.stream_id, REFUSED_STREAM))
+            return
         stream = Stream(self, request.stream_id)
         self._streams[request.stream_id] = stream
         if self._idle_runners:  # reuse a task: cheaper than spawning one
@@ -434,6 +487,9 @@ class Connection:
         try:
             if ctx.server_names and _host(request) not in ctx.server_names:
                 await cycle.refuse()
+            elif self._multiplexed:
+                with stream.cancel_scope:  # a reset by the peer cancels the call
+                    await cycle.run()
             else:
                 await cycle.run()
         finally:

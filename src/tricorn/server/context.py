@@ -22,6 +22,7 @@ from ..config import Config
 from ..logging import AccessLogger
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
+from ..protocol.http2 import H2Settings
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -77,7 +78,9 @@ class ServerContext:
     state: dict[str, Any]
     access_log: AccessLogger
     default_headers: DefaultHeaders
-    h1_settings: H1Settings
+    h1_settings: H1Settings  # TLS connections that chose http/1.1
+    h1c_settings: H1Settings  # cleartext: also recognises h2c
+    h2_settings: H2Settings
     connections: set[Connection] = field(default_factory=set)
     shutting_down: bool = False
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too

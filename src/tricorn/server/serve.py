@@ -13,6 +13,7 @@ Order of events:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,11 +27,12 @@ from ..config import Config
 from ..errors import StartupFailure
 from ..logging import AccessLogger
 from ..protocol.http1 import H1Settings
+from ..protocol.http2 import H2Settings
 from ..sockets import BoundSockets, bind_sockets, describe
 from .context import BackendIO, DefaultHeaders, ServerContext
 from .listeners import Listener
 
-__all__ = ["h1_settings", "serve"]
+__all__ = ["h1_settings", "h2_settings", "serve"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -48,6 +50,22 @@ def h1_settings(config: Config) -> H1Settings:
         keep_alive_max_requests=config.keep_alive_max_requests,
         max_queued_body=config.max_app_queue_size,
         pass_raw_headers=config.h11_pass_raw_headers,
+        h2c_max_upgrade_body=config.h2_initial_window_size,
+    )
+
+
+def h2_settings(config: Config) -> H2Settings:
+    """The HTTP/2 adapter's settings, from the config."""
+    return H2Settings(
+        max_concurrent_streams=config.h2_max_concurrent_streams,
+        max_header_list_size=config.h2_max_header_list_size,
+        max_inbound_frame_size=config.h2_max_inbound_frame_size,
+        initial_window_size=config.h2_initial_window_size,
+        connection_window_size=config.h2_connection_window_size,
+        keep_alive_timeout=config.keep_alive_timeout,
+        keep_alive_max_requests=config.keep_alive_max_requests,
+        ping_interval=config.h2_ping_interval,
+        max_control_frames=config.h2_max_control_frames,
     )
 
 
@@ -89,10 +107,12 @@ async def serve(
             server=config.include_server_header, date=config.include_date_header
         ),
         h1_settings=h1_settings(config),
+        h1c_settings=dataclasses.replace(h1_settings(config), h2c="h2" in config.alpn_protocols),
+        h2_settings=h2_settings(config),
         io=io,
         server_names=frozenset(config.server_names),
     )
-    ssl_context = config.create_ssl_context(("http/1.1",)) if sockets.secure else None
+    ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
     listeners += [Listener(ctx, sock, None) for sock in sockets.insecure]
     urls = [describe(sock, secure=True) for sock in sockets.secure]

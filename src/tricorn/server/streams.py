@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import ClientDisconnected
-from ..protocol.events import Body, BodyConsumed, Event, ReadyForBody, StreamClosed
+from ..protocol.events import Body, Event, ReadyForBody, StreamClosed
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -28,13 +28,23 @@ __all__ = ["Stream"]
 class Stream:
     """One request's inbound queue and outbound path."""
 
-    __slots__ = ("_asked", "_connection", "_events", "_waiter", "stream_id")
+    __slots__ = (
+        "_asked",
+        "_cancel_scope",
+        "_connection",
+        "_events",
+        "_waiter",
+        "_writable",
+        "stream_id",
+    )
 
     def __init__(self, connection: Connection, stream_id: int) -> None:
         self.stream_id = stream_id
         self._connection = connection
         self._events: deque[Event] = deque()
         self._waiter: anyio.Event | None = None
+        self._writable: anyio.Event | None = None
+        self._cancel_scope: anyio.CancelScope | None = None
         self._asked = False
 
     def feed(self, event: Event) -> None:
@@ -42,6 +52,33 @@ class Stream:
         self._events.append(event)
         if self._waiter is not None:
             self._waiter.set()
+        if type(event) is StreamClosed:
+            self.writable()  # a send waiting for the window ends too
+
+    @property
+    def cancel_scope(self) -> anyio.CancelScope:
+        """The scope the stream's call runs in, when the protocol can end one
+        call alone (HTTP/2 and HTTP/3 resets)."""
+        if self._cancel_scope is None:
+            self._cancel_scope = anyio.CancelScope()
+        return self._cancel_scope
+
+    def cancel(self) -> None:
+        """The peer reset the stream: end its call now."""
+        if self._cancel_scope is None:
+            self._cancel_scope = anyio.CancelScope()
+        self._cancel_scope.cancel()
+
+    def writable(self) -> None:
+        """The adapter sent the stream's queued data: wake a waiting send."""
+        if self._writable is not None:
+            self._writable.set()
+
+    async def wait_writable(self) -> None:
+        """Wait for :meth:`writable` (or the stream's end)."""
+        self._writable = anyio.Event()
+        await self._writable.wait()
+        self._writable = None
 
     async def receive(self) -> Event:
         """The next inbound event; the first call tells the adapter the app
@@ -49,7 +86,7 @@ class Stream:
         if not self._asked:
             self._asked = True
             try:
-                await self._connection.send_events((ReadyForBody(self.stream_id),))
+                await self._connection.send_events((ReadyForBody(self.stream_id),), self)
             except ClientDisconnected:
                 self.feed(StreamClosed(self.stream_id))
         while not self._events:
@@ -61,16 +98,16 @@ class Stream:
             return event  # sticky: every later receive() sees it too
         self._events.popleft()
         if type(event) is Body:
-            self._connection.notify(BodyConsumed(self.stream_id, len(event.data)))
+            await self._connection.body_consumed(self.stream_id, len(event.data))
         return event
 
     async def send(self, *events: Event) -> None:
         """Write outbound events; raises ClientDisconnected once the peer is gone."""
-        await self._connection.send_events(events)
+        await self._connection.send_events(events, self)
 
     async def send_file(self, path: str) -> int:
         """Write a file's contents as body data."""
-        return await self._connection.send_file(self.stream_id, path)
+        return await self._connection.send_file(self, path)
 
     def finish(self) -> None:
         """The response is complete: later receive() calls report disconnect."""

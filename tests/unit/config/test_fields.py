@@ -76,6 +76,7 @@ TRICORN_KEYS = [
     "h2_initial_window_size",
     "h2_connection_window_size",
     "h2_ping_interval",
+    "h2_max_control_frames",
     "quic_idle_timeout",
     "quic_max_datagram_size",
     "quic_retry",

@@ -1,0 +1,942 @@
+"""The HTTP/2 adapter: h2's frame and HPACK machinery behind the adapter
+contract of :mod:`tricorn.protocol.base`.
+
+Theory of operation
+-------------------
+h2 parses frames, keeps stream states and flow-control windows and encodes
+HPACK; this module decides everything h2 leaves to its user:
+
+* **Requests** are validated here (RFC 9113 §8.2-8.3), not by h2, so that a
+  malformed request is a *stream* error (RST_STREAM PROTOCOL_ERROR) and the
+  connection goes on; h2's own checks would turn it into a connection error.
+  Content-Length is checked here for the same reason.
+* **Concurrency**: h2 is told never to refuse a stream (it would kill the
+  connection); the adapter refuses streams past ``max_concurrent_streams``
+  with RST_STREAM(REFUSED_STREAM), and the core refuses streams while that
+  many ASGI calls still run (a reset call may take a moment to unwind).
+* **Inbound flow control**: DATA is credited (WINDOW_UPDATE) when the
+  application consumes it (``BodyConsumed``), not when it arrives, so the
+  request data buffered per connection is bounded by the windows we
+  advertise. Data left unread when a response completes is credited to the
+  connection then, and the stream is reset with NO_ERROR (RFC 9113 §8.1).
+* **Outbound data** waits in per-stream queues until the peer's windows
+  allow it; :meth:`H2Adapter.writable` is false while a stream has queued
+  data, and the core makes the application's ``send()`` wait on it, so a
+  peer that never opens its window costs one application chunk per stream.
+  Frames are scheduled by RFC 9218 priorities (``priority`` header and
+  PRIORITY_UPDATE): lower urgency first; within an urgency, non-incremental
+  streams one after another in stream order, incremental ones round-robin a
+  frame at a time.
+* **Floods**: frames that carry no request progress (PING, SETTINGS,
+  PRIORITY, RST_STREAM, PRIORITY_UPDATE, empty DATA, refused or malformed
+  streams) are counted per second; past ``max_control_frames`` the peer
+  gets GOAWAY(ENHANCE_YOUR_CALM). HPACK bombs and CONTINUATION floods are
+  bounded by h2 (header list size, 64 CONTINUATION frames).
+* **Shutdown** sends GOAWAY(NO_ERROR) as a raw frame (h2's
+  ``close_connection`` would stop it from processing the streams still in
+  flight); the connection closes once they are done.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import h2.stream
+from hyperframe.frame import ExtensionFrame, GoAwayFrame
+
+from ..errors import AppProtocolError
+from .events import (
+    Body,
+    BodyConsumed,
+    ConnectionClosed,
+    Data,
+    EndBody,
+    EndData,
+    Event,
+    Headers,
+    InformationalResponse,
+    ProtocolSwitch,
+    PushPromise,
+    ReadyForBody,
+    Request,
+    ResetStream,
+    Response,
+    StreamClosed,
+    Trailers,
+    Writable,
+)
+
+__all__ = ["PREFACE", "H2Adapter", "H2Settings"]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
+
+_PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
+_SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
+
+_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # lower-case tokens only
+_VALUE_BAD = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")  # RFC 9113 §8.2.1
+_OUT_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # what we refuse to send
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_NO_BODY_STATUS = frozenset((204, 304))
+_STATUS: dict[int, bytes] = {code: str(code).encode() for code in range(100, 600)}
+_PRIORITY_ITEM = re.compile(rb"\s*(u|i)\s*(?:=\s*(\?[01]|\d+))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class H2Settings:
+    """What the HTTP/2 adapter needs from the configuration.
+
+    :param max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS; streams
+        past it are refused with RST_STREAM(REFUSED_STREAM).
+    :param max_header_list_size: SETTINGS_MAX_HEADER_LIST_SIZE; a header
+        block decoding past it (an HPACK bomb) ends the connection with
+        GOAWAY(ENHANCE_YOUR_CALM).
+    :param max_inbound_frame_size: SETTINGS_MAX_FRAME_SIZE.
+    :param initial_window_size: the per-stream receive window we advertise.
+    :param connection_window_size: the connection receive window.
+    :param keep_alive_timeout: close a connection without open streams after
+        this long (``None``: never).
+    :param keep_alive_max_requests: streams per connection; then GOAWAY.
+    :param ping_interval: send a PING after this long without input, and
+        close the connection if it is not answered within as long again.
+    :param max_control_frames: frames without request progress accepted per
+        second before GOAWAY(ENHANCE_YOUR_CALM).
+    """
+
+    max_concurrent_streams: int = 100
+    max_header_list_size: int = 65536
+    max_inbound_frame_size: int = 16384
+    initial_window_size: int = 1024 * 1024
+    connection_window_size: int = 2 * 1024 * 1024
+    keep_alive_timeout: float | None = 5.0
+    keep_alive_max_requests: int = 1000
+    ping_interval: float | None = None
+    max_control_frames: int = 1000
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2, minus the two checks that would turn stream errors into
+    connection errors: the concurrent-stream limit (the adapter refuses
+    excess streams itself) and Content-Length (checked by the adapter)."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        super().open_inbound_streams  # noqa: B018 -- it prunes closed streams
+        return 0
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream._initialize_content_length = _ignore  # type: ignore[method-assign,assignment]
+        stream._track_content_length = _ignore  # type: ignore[method-assign,assignment]
+        return stream
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+class _Stream:
+    """The adapter's state of one stream."""
+
+    __slots__ = (
+        "authority",
+        "body_length",
+        "credit",
+        "ended_in",
+        "ended_out",
+        "expected_length",
+        "head",
+        "head_request",
+        "incremental",
+        "no_body",
+        "offset",
+        "pending",
+        "pushable",
+        "scheme",
+        "trailers",
+        "urgency",
+        "waiting",
+        "want_end",
+    )
+
+    def __init__(self, scheme: str, authority: bytes | None, head_request: bool) -> None:
+        self.scheme = scheme
+        self.authority = authority
+        self.head_request = head_request
+        self.pushable = True
+        self.expected_length: int | None = None
+        self.body_length = 0
+        self.credit = 0  # flow-controlled bytes delivered, not yet credited back
+        self.ended_in = False  # the request is complete (END_STREAM received)
+        self.ended_out = False  # END_STREAM (or RST_STREAM) sent
+        self.head: Headers | None = None  # the response head, not yet sent
+        self.no_body = False
+        self.pending: deque[bytes] = deque()
+        self.offset = 0  # bytes of pending[0] already sent
+        self.want_end = False
+        self.trailers: Headers | None = None
+        self.urgency = 3
+        self.incremental = False
+        self.waiting = False  # the core waits for writable()
+
+
+class H2Adapter:
+    """One HTTP/2 connection (see the module docstring).
+
+    :param settings: the limits.
+    :param now: the time the connection starts (for the idle timer).
+    :param scheme: ``"http"`` or ``"https"``: what ``:scheme`` must say.
+    :param upgrade: the ``h2c`` upgrade that started this connection; its
+        request is answered on stream 1.
+    """
+
+    def __init__(
+        self,
+        settings: H2Settings,
+        now: float,
+        scheme: str = "https",
+        upgrade: ProtocolSwitch | None = None,
+    ) -> None:
+        self.settings = settings
+        self._scheme = scheme
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        conn = _Connection(config=config)
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_inbound_frame_size,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                _SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]
+            },
+        )
+        self._conn = conn
+        self._streams: dict[int, _Stream] = {}
+        self._sending: dict[int, _Stream] = {}  # streams with queued output
+        self._events: list[Event] = []  # for next_events (pushed requests)
+        self._out = bytearray()
+        self._requests = 0
+        self._goaway_last: int | None = None  # set once we sent GOAWAY
+        self._peer_goaway = False
+        self._closing = False  # ConnectionClosed decided
+        self._close_reported = False
+        self._idle_since: float | None = now
+        self._last_input = now
+        self._ping_sent: float | None = None
+        self._flood_window = now
+        self._flood_count = 0
+        if upgrade is not None:
+            self._start_upgrade(upgrade)
+        else:
+            conn.initiate_connection()
+        window_delta = settings.connection_window_size - 65535
+        if window_delta > 0:
+            conn.increment_flow_control_window(window_delta)
+
+    # ------------------------------------------------------------ contract
+
+    @property
+    def wants_read(self) -> bool:
+        return not self._events and not self._closing and not self._close_due()
+
+    @property
+    def idle(self) -> bool:
+        return not self._streams
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        if self._closing:
+            return []
+        if not data:
+            return self._close_all("the client closed the connection")
+        self._last_input = now
+        self._ping_sent = None
+        try:
+            h2_events = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 queued GOAWAY with the error's code.
+            return self._close_all(f"HTTP/2 protocol error: {exc}")
+        except Exception as exc:  # h2 on a frame it did not expect
+            return self._fail(INTERNAL_ERROR, f"HTTP/2 frame handling failed: {exc!r}")
+        if now - self._flood_window >= 1.0:
+            self._flood_window = now
+            self._flood_count = 0
+        events: list[Event] = []
+        for h2_event in h2_events:
+            self._dispatch(h2_event, events, now)
+        if self._flood_count > self.settings.max_control_frames and not self._close_reported:
+            events.extend(self._fail(ENHANCE_YOUR_CALM, "too many HTTP/2 control frames"))
+        return events
+
+    def next_events(self, now: float) -> list[Event]:
+        events = self._events
+        if events:
+            self._events = []
+            return events
+        if self._close_due():
+            self._closing = True
+            return self._close_report("done after GOAWAY")
+        return []
+
+    def data_to_send(self) -> bytes:
+        if self._sending:
+            self._pump()
+        data = self._conn.data_to_send()
+        if self._out:
+            data = bytes(self._out) + data
+            self._out.clear()
+        return data
+
+    def writable(self, stream_id: int) -> bool:
+        """``False`` while ``stream_id`` has data the peer's windows hold back."""
+        stream = self._sending.get(stream_id)
+        if stream is None or not stream.pending:
+            return True
+        stream.waiting = True
+        return False
+
+    def next_deadline(self, now: float) -> float | None:
+        deadline: float | None = None
+        timeout = self.settings.keep_alive_timeout
+        if not self._streams and timeout is not None:
+            if self._idle_since is None:
+                self._idle_since = now
+            deadline = self._idle_since + timeout
+        interval = self.settings.ping_interval
+        if interval is not None:
+            due = (self._ping_sent if self._ping_sent is not None else self._last_input) + interval
+            deadline = due if deadline is None else min(deadline, due)
+        return deadline
+
+    def handle_timeout(self, now: float) -> list[Event]:
+        if self._closing:
+            return []
+        timeout = self.settings.keep_alive_timeout
+        if (
+            not self._streams
+            and timeout is not None
+            and self._idle_since is not None
+            and now >= self._idle_since + timeout
+        ):
+            self._send_goaway(NO_ERROR)
+            self._closing = True
+            return self._close_report("idle timeout")
+        interval = self.settings.ping_interval
+        if interval is not None:
+            if self._ping_sent is not None:
+                if now >= self._ping_sent + interval:
+                    return self._fail(NO_ERROR, "PING not answered")
+            elif now >= self._last_input + interval:
+                self._ping_sent = now
+                self._conn.ping(b"tricorn\x00")
+        return []
+
+    def begin_shutdown(self) -> list[Event]:
+        if self._goaway_last is None and not self._closing:
+            self._send_goaway(NO_ERROR)
+        if self._close_due():
+            self._closing = True
+            return self._close_report("shutdown")
+        return []
+
+    def file_framing(self, stream_id: int, length: int) -> tuple[bytes, bytes] | None:
+        return None  # every byte is framed
+
+    # ------------------------------------------------------------ outbound
+
+    def send(self, event: Event) -> None:
+        stream_id: int = getattr(event, "stream_id", 0)
+        stream = self._streams.get(stream_id)
+        if stream is None or self._closing:
+            return  # the stream was reset, or the connection is over
+        kind = type(event)
+        if kind is Data:
+            assert isinstance(event, Data)
+            if event.data and not stream.no_body and not stream.ended_out:
+                stream.pending.append(event.data)
+                self._sending[event.stream_id] = stream
+        elif kind is Response:
+            assert isinstance(event, Response)
+            stream.head = _response_head(event.status, event.headers)
+            stream.no_body = stream.head_request or event.status in _NO_BODY_STATUS
+            self._sending[event.stream_id] = stream
+        elif kind is EndData:
+            stream.want_end = True
+            self._sending[stream_id] = stream
+        elif kind is Trailers:
+            assert isinstance(event, Trailers)
+            stream.trailers = _trailers(event.headers)
+            stream.want_end = True
+            self._sending[event.stream_id] = stream
+        elif kind is BodyConsumed:
+            assert isinstance(event, BodyConsumed)
+            self._credit(event.stream_id, stream, event.amount)
+        elif kind is InformationalResponse:
+            assert isinstance(event, InformationalResponse)
+            if stream.head is None and not stream.ended_out:
+                head = _response_head(event.status, event.headers)
+                self._guard(event.stream_id, lambda: self._conn.send_headers(event.stream_id, head))
+        elif kind is PushPromise:
+            assert isinstance(event, PushPromise)
+            self._push(event, stream)
+        elif kind is ResetStream:
+            assert isinstance(event, ResetStream)
+            self._reset(event.stream_id, event.error_code)
+        elif kind is ReadyForBody:
+            pass  # no 100-continue in HTTP/2: the client sends when it likes
+
+    def _pump(self) -> None:
+        """Frame queued output as far as the peer's windows allow."""
+        order = sorted(self._sending.items(), key=_priority_key)
+        progress = True
+        while progress:
+            progress = False
+            for stream_id, stream in order:
+                if stream_id in self._sending:
+                    try:
+                        progress |= self._pump_stream(stream_id, stream)
+                    except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+                        stream.ended_out = True
+                        self._forget(stream_id, stream)
+
+    def _pump_stream(self, stream_id: int, stream: _Stream) -> bool:
+        """Send what ``stream`` may send now; ``True`` if it sent a frame
+        and may send more (an incremental stream yields after one frame)."""
+        conn = self._conn
+        sent = False
+        if stream.head is not None:
+            head, stream.head = stream.head, None
+            end = stream.want_end and not stream.pending and stream.trailers is None
+            conn.send_headers(stream_id, head, end)
+            if end:
+                self._finish_out(stream_id, stream)
+                return False
+            sent = True
+        pending = stream.pending
+        while pending:
+            window = conn.local_flow_control_window(stream_id)
+            if window <= 0:
+                return sent
+            chunk = pending[0]
+            offset = stream.offset
+            size = min(window, conn.max_outbound_frame_size)
+            if len(chunk) - offset > size:
+                stream.offset = offset + size
+                chunk = chunk[offset : offset + size]
+            else:
+                pending.popleft()
+                stream.offset = 0
+                if offset:
+                    chunk = chunk[offset:]
+            end = not pending and stream.want_end and stream.trailers is None
+            conn.send_data(stream_id, chunk, end_stream=end)
+            if end:
+                self._finish_out(stream_id, stream)
+                return False
+            if stream.incremental and pending:
+                return True  # round-robin: one frame per turn
+        if stream.want_end:
+            if stream.trailers is not None:
+                conn.send_headers(stream_id, stream.trailers, True)
+            else:
+                conn.end_stream(stream_id)
+            self._finish_out(stream_id, stream)
+            return False
+        del self._sending[stream_id]
+        if stream.waiting:
+            stream.waiting = False
+            self._events.append(Writable(stream_id))
+        return False
+
+    def _finish_out(self, stream_id: int, stream: _Stream) -> None:
+        """The response is complete on the wire."""
+        stream.ended_out = True
+        self._sending.pop(stream_id, None)
+        if not stream.ended_in:
+            # RFC 9113 §8.1: a complete response may end the request early.
+            self._guard(stream_id, lambda: self._conn.reset_stream(stream_id, NO_ERROR))
+        self._forget(stream_id, stream)
+
+    def _forget(self, stream_id: int, stream: _Stream) -> None:
+        """Drop the stream; credit what the application never read."""
+        if self._streams.pop(stream_id, None) is None:
+            return
+        self._sending.pop(stream_id, None)
+        if stream.credit:
+            # The stream is closed for h2: this credits the connection only.
+            self._conn.acknowledge_received_data(stream.credit, stream_id)
+            stream.credit = 0
+        if stream.waiting:
+            stream.waiting = False
+            self._events.append(Writable(stream_id))
+        if not self._streams:
+            self._idle_since = None  # stamped by next_deadline
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.ended_out = True
+        self._guard(stream_id, lambda: self._conn.reset_stream(stream_id, code))
+        self._forget(stream_id, stream)
+
+    def _credit(self, stream_id: int, stream: _Stream, amount: int) -> None:
+        amount = min(amount, stream.credit)
+        if amount > 0:
+            stream.credit -= amount
+            self._guard(stream_id, lambda: self._conn.acknowledge_received_data(amount, stream_id))
+
+    def _push(self, event: PushPromise, parent: _Stream) -> None:
+        """PUSH_PROMISE, and the pushed request for the core; quietly nothing
+        when the client refuses pushes or the parent cannot push."""
+        conn = self._conn
+        if (
+            not parent.pushable
+            or parent.ended_out
+            or self._goaway_last is not None
+            or self._peer_goaway
+            or not conn.remote_settings.enable_push
+        ):
+            return
+        path = event.path
+        if path[:1] != b"/" or _VALUE_BAD.search(path):
+            return
+        authority = parent.authority
+        scheme = parent.scheme.encode()
+        headers: Headers = [(b":method", b"GET"), (b":scheme", scheme), (b":path", path)]
+        if authority is not None:
+            headers.append((b":authority", authority))
+        extra = [
+            (name, value)
+            for name, value in event.headers
+            if name not in _CONNECTION_SPECIFIC
+            and name[:1] != b":"
+            and _NAME.fullmatch(name)
+            and not _OUT_VALUE_BAD.search(value)
+        ]
+        try:
+            promised = conn.get_next_available_stream_id()
+            conn.push_stream(event.stream_id, promised, headers + extra)
+        except (h2.exceptions.H2Error, ValueError):
+            return
+        stream = _Stream(parent.scheme, authority, head_request=False)
+        stream.pushable = False
+        stream.ended_in = True
+        self._streams[promised] = stream
+        if authority is not None and not any(name == b"host" for name, _ in extra):
+            extra.insert(0, (b"host", authority))
+        self._events.append(
+            Request(promised, b"GET", path, extra, "2", scheme=parent.scheme, authority=authority)
+        )
+        self._events.append(EndBody(promised))
+
+    def _guard(self, stream_id: int, action: Any) -> bool:
+        """Run an h2 call that fails only if the peer closed the stream
+        meanwhile; ``False`` then (the stream is forgotten)."""
+        try:
+            action()
+            return True
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                stream.ended_out = True
+                self._forget(stream_id, stream)
+            return False
+
+    # ------------------------------------------------------------ inbound
+
+    def _dispatch(self, event: h2.events.Event, events: list[Event], now: float) -> None:
+        if self._close_reported:
+            return  # a connection error earlier in this batch
+        kind = type(event)
+        if kind is h2.events.RequestReceived:
+            assert isinstance(event, h2.events.RequestReceived)
+            self._on_request(event, events)
+        elif kind is h2.events.DataReceived:
+            assert isinstance(event, h2.events.DataReceived)
+            self._on_data(event, events)
+        elif kind is h2.events.StreamEnded:
+            assert isinstance(event, h2.events.StreamEnded)
+            self._on_end(event.stream_id, events)
+        elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
+            if kind is h2.events.RemoteSettingsChanged:
+                self._flood_count += 1
+            self._pump()
+        elif kind is h2.events.StreamReset:
+            assert isinstance(event, h2.events.StreamReset)
+            self._flood_count += 1
+            stream = self._streams.get(event.stream_id)
+            if stream is not None and event.remote_reset:
+                stream.ended_out = True
+                self._forget(event.stream_id, stream)
+                events.append(StreamClosed(event.stream_id, event.error_code))
+        elif kind is h2.events.TrailersReceived:
+            assert isinstance(event, h2.events.TrailersReceived)
+            self._on_trailers(event, events)
+        elif kind is h2.events.ConnectionTerminated:
+            self._peer_goaway = True
+            if self._goaway_last is None:
+                self._goaway_last = self._conn.highest_inbound_stream_id
+        elif kind is h2.events.UnknownFrameReceived:
+            assert isinstance(event, h2.events.UnknownFrameReceived)
+            self._flood_count += 1
+            frame = event.frame
+            if isinstance(frame, ExtensionFrame) and frame.type == _PRIORITY_UPDATE:
+                self._on_priority_update(frame.body)
+        elif kind in _COUNTED:
+            self._flood_count += 1
+
+    def _on_request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
+        stream_id = event.stream_id
+        self._idle_since = None
+        if self._goaway_last is not None and stream_id > self._goaway_last:
+            self._refuse(stream_id, REFUSED_STREAM)
+            return
+        if len(self._streams) >= self.settings.max_concurrent_streams:
+            self._refuse(stream_id, REFUSED_STREAM)
+            return
+        parsed = _parse_request(event.headers or [])
+        if isinstance(parsed, str):
+            self._refuse(stream_id, PROTOCOL_ERROR)
+            return
+        method, scheme, authority, path, headers, length, urgency, incremental, te = parsed
+        stream = _Stream(scheme, authority, method == b"HEAD")
+        stream.expected_length = length
+        stream.urgency = urgency
+        stream.incremental = incremental
+        self._streams[stream_id] = stream
+        if method == b"CONNECT":
+            self._answer(stream_id, stream, 501)
+            return
+        self._requests += 1
+        events.append(
+            Request(
+                stream_id,
+                method,
+                path,
+                headers,
+                "2",
+                scheme=scheme,
+                authority=authority,
+                trailers_accepted=te,
+            )
+        )
+        if self._requests >= self.settings.keep_alive_max_requests and self._goaway_last is None:
+            self._send_goaway(NO_ERROR)
+        if event.stream_ended is not None:
+            self._on_end(stream_id, events)
+
+    def _on_data(self, event: h2.events.DataReceived, events: list[Event]) -> None:
+        stream_id = event.stream_id
+        data = event.data or b""
+        flow = event.flow_controlled_length or 0
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ended_out:
+            # Reset or answered already: credit the connection at once.
+            if flow:
+                self._conn.acknowledge_received_data(flow, stream_id)
+            return
+        padding = flow - len(data)
+        if padding:
+            self._guard(stream_id, lambda: self._conn.acknowledge_received_data(padding, stream_id))
+        if not data:
+            if event.stream_ended is None:
+                self._flood_count += 1
+            return
+        stream.body_length += len(data)
+        if stream.expected_length is not None and stream.body_length > stream.expected_length:
+            self._malformed(stream_id, stream, events)
+            return
+        stream.credit += len(data)
+        events.append(Body(stream_id, data))
+
+    def _on_end(self, stream_id: int, events: list[Event]) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ended_in:
+            return
+        stream.ended_in = True
+        if stream.expected_length is not None and stream.body_length != stream.expected_length:
+            self._malformed(stream_id, stream, events)
+            return
+        if not stream.ended_out:
+            events.append(EndBody(stream_id))
+
+    def _on_trailers(self, event: h2.events.TrailersReceived, events: list[Event]) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        headers: Headers = []
+        for name, value in event.headers or []:
+            if name[:1] == b":" or _NAME.fullmatch(name) is None or _VALUE_BAD.search(value):
+                self._malformed(event.stream_id, stream, events)
+                return
+            headers.append((name, value))
+        events.append(Trailers(event.stream_id, headers))
+
+    def _on_priority_update(self, body: bytes) -> None:
+        if len(body) < 4:
+            return
+        stream_id = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.urgency, stream.incremental = _parse_priority(
+                body[4:], stream.urgency, stream.incremental
+            )
+
+    def _malformed(self, stream_id: int, stream: _Stream, events: list[Event]) -> None:
+        """A stream error: RST_STREAM(PROTOCOL_ERROR); the app is told."""
+        self._flood_count += 1
+        stream.ended_out = True
+        self._guard(stream_id, lambda: self._conn.reset_stream(stream_id, PROTOCOL_ERROR))
+        self._forget(stream_id, stream)
+        events.append(StreamClosed(stream_id, PROTOCOL_ERROR))
+
+    def _refuse(self, stream_id: int, code: int) -> None:
+        self._flood_count += 1
+        try:
+            self._conn.reset_stream(stream_id, code)
+        except h2.exceptions.H2Error:
+            pass
+
+    def _answer(self, stream_id: int, stream: _Stream, status: int) -> None:
+        """A response the adapter gives itself (CONNECT: not served)."""
+        stream.head = [(b":status", _STATUS[status]), (b"content-length", b"0")]
+        stream.want_end = True
+        self._sending[stream_id] = stream
+
+    # ------------------------------------------------------------ closing
+
+    def _close_due(self) -> bool:
+        return (
+            not self._close_reported
+            and (self._goaway_last is not None or self._peer_goaway)
+            and not self._streams
+        )
+
+    def _send_goaway(self, code: int) -> None:
+        """GOAWAY as a raw frame: h2 keeps processing the open streams."""
+        self._goaway_last = self._conn.highest_inbound_stream_id
+        frame = GoAwayFrame(0, last_stream_id=self._goaway_last, error_code=code)
+        self._out += self._conn.data_to_send()
+        self._out += frame.serialize()
+
+    def _fail(self, code: int, reason: str) -> list[Event]:
+        """A connection error: GOAWAY(code) and close."""
+        try:
+            self._conn.close_connection(code)
+        except h2.exceptions.H2Error:
+            pass
+        return self._close_all(reason)
+
+    def _close_all(self, reason: str) -> list[Event]:
+        self._closing = True
+        events: list[Event] = [StreamClosed(stream_id) for stream_id in self._streams]
+        self._streams.clear()
+        self._sending.clear()
+        self._events.clear()
+        return events + self._close_report(reason)
+
+    def _close_report(self, reason: str) -> list[Event]:
+        if self._close_reported:
+            return []
+        self._close_reported = True
+        return [ConnectionClosed(reason)]
+
+    # ------------------------------------------------------------ upgrade
+
+    def _start_upgrade(self, upgrade: ProtocolSwitch) -> None:
+        """``Upgrade: h2c``: stream 1 carries the HTTP/1.1 request."""
+        settings = base64.urlsafe_b64encode(upgrade.settings or b"")
+        self._conn.initiate_upgrade_connection(settings)
+        request = upgrade.request
+        if request is None:
+            return
+        stream = _Stream("http", request.authority, request.method == b"HEAD")
+        stream.ended_in = True
+        self._streams[1] = stream
+        self._requests = 1
+        self._idle_since = None
+        self._events.append(request)
+        if upgrade.body:
+            self._events.append(Body(1, upgrade.body))
+        self._events.append(EndBody(1))
+
+
+_COUNTED = (
+    h2.events.PingReceived,
+    h2.events.PriorityUpdated,
+    h2.events.SettingsAcknowledged,
+    h2.events.PingAckReceived,
+)
+
+
+def _priority_key(item: tuple[int, _Stream]) -> tuple[int, bool, int]:
+    stream_id, stream = item
+    return (stream.urgency, stream.incremental, stream_id)
+
+
+def _response_head(status: int, headers: Headers) -> Headers:
+    """``:status`` and the app's headers, minus connection-specific ones
+    (RFC 9113 §8.2.2: dropped, not an error)."""
+    head: Headers = [(b":status", _STATUS[status])]
+    for name, value in headers:
+        if name in _CONNECTION_SPECIFIC:
+            continue
+        if _NAME.fullmatch(name) is None:
+            raise AppProtocolError(f"invalid header name {name!r}")
+        if _OUT_VALUE_BAD.search(value) is not None:
+            raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
+        head.append((name, value))
+    return head
+
+
+def _trailers(headers: Headers) -> Headers:
+    trailers: Headers = []
+    for name, value in headers:
+        if name in _CONNECTION_SPECIFIC or name[:1] == b":":
+            continue
+        if _NAME.fullmatch(name) is None or _OUT_VALUE_BAD.search(value) is not None:
+            raise AppProtocolError(f"invalid trailer {name!r}: {value!r}")
+        trailers.append((name, value))
+    return trailers
+
+
+class _Parsed(NamedTuple):
+    method: bytes
+    scheme: str
+    authority: bytes | None
+    path: bytes
+    headers: Headers
+    length: int | None
+    urgency: int
+    incremental: bool
+    te: bool
+
+
+def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
+    """Validate a request header block (RFC 9113 §8.2-8.3); a reason string
+    if it is malformed."""
+    method = scheme = authority = path = None
+    headers: Headers = []
+    cookies: list[bytes] = []
+    regular = False
+    host: bytes | None = None
+    length: int | None = None
+    urgency, incremental = 3, False
+    te = False
+    for name, value in raw:
+        if name[:1] == b":":
+            if regular:
+                return "pseudo-header after a regular field"
+            if name == b":method":
+                if method is not None:
+                    return "duplicate :method"
+                method = value
+            elif name == b":path":
+                if path is not None:
+                    return "duplicate :path"
+                path = value
+            elif name == b":scheme":
+                if scheme is not None:
+                    return "duplicate :scheme"
+                scheme = value
+            elif name == b":authority":
+                if authority is not None:
+                    return "duplicate :authority"
+                authority = value
+            else:
+                return f"pseudo-header {name!r} not allowed in requests"
+            if _VALUE_BAD.search(value):
+                return f"invalid {name!r}"
+            continue
+        regular = True
+        if _NAME.fullmatch(name) is None:
+            return f"invalid field name {name!r}"
+        if _VALUE_BAD.search(value) is not None:
+            return f"invalid value for {name!r}"
+        if name in _CONNECTION_SPECIFIC:
+            return f"connection-specific field {name!r}"
+        if name == b"te":
+            if value.lower() != b"trailers":
+                return "TE other than trailers"
+            te = True
+        elif name == b"cookie":
+            cookies.append(value)
+            continue
+        elif name == b"host":
+            if host is not None:
+                return "duplicate host"
+            host = value
+        elif name == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                return "invalid content-length"
+            length = int(value)
+        elif name == b"priority":
+            urgency, incremental = _parse_priority(value, urgency, incremental)
+        headers.append((name, value))
+    if method is None:
+        return "missing :method"
+    if method == b"CONNECT":
+        if scheme is not None or path is not None or authority is None:
+            return "CONNECT needs :authority only"
+        return _Parsed(method, "http", authority, b"", headers, length, urgency, incremental, te)
+    if scheme is None or path is None:
+        return "missing :scheme or :path"
+    if not path or (path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS")):
+        return "invalid :path"
+    if _NAME.fullmatch(method.lower()) is None:
+        return "invalid :method"
+    if authority is not None:
+        if host is None:
+            headers.insert(0, (b"host", authority))
+        elif host != authority:
+            return "host differs from :authority"
+    elif host is not None:
+        authority = host
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    return _Parsed(
+        method, scheme.decode("latin-1"), authority, path, headers, length, urgency, incremental, te
+    )
+
+
+def _parse_priority(value: bytes, urgency: int, incremental: bool) -> tuple[int, bool]:
+    """An RFC 9218 priority field value; unknown or bad members are ignored."""
+    for member in value.split(b","):
+        match = _PRIORITY_ITEM.match(member)
+        if match is None:
+            continue
+        key, arg = match.groups()
+        if key == b"u":
+            if arg is not None and arg.isdigit() and int(arg) <= 7:
+                urgency = int(arg)
+        else:
+            incremental = arg is None or arg == b"?1"
+    return urgency, incremental
