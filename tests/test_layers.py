@@ -51,9 +51,8 @@ class Layer:
     """Top-level names of third-party distributions."""
 
 
-PROTOCOL_LIBRARIES = frozenset(
-    {"h11", "h2", "hyperframe", "aioquic", "wsproto"}
-)  # hyperframe: h2's frames
+# hpack and hyperframe are h2's parts (HPACK encoding, frames).
+PROTOCOL_LIBRARIES = frozenset({"h11", "h2", "hpack", "hyperframe", "aioquic", "wsproto"})
 
 #: Longest matching prefix wins, so ``tricorn.protocol.events`` is stricter
 #: than the rest of ``tricorn.protocol``. ``tricorn`` itself is only the public

@@ -144,12 +144,13 @@ async def test_http_1_0_client_gets_a_closed_connection() -> None:
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
         (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
-        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(40), 400),
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(40) + b"\r\n\r\n", 400),
     ],
     ids=["cl+te", "two-cl", "bad-cl", "no-host", "http2.0", "long-line", "big-head", "tls"],
 )
 async def test_bad_requests_get_an_error_and_a_close(request_bytes: bytes, status: int) -> None:
-    async with running_server(hello) as url:
+    # Without h2 the port speaks only HTTP/1.1: even garbage gets its 400.
+    async with running_server(hello, alpn_protocols=["http/1.1"]) as url:
         async with await RawClient.connect(url) as client:
             await client.send(request_bytes)
             data = await client.read_all()
@@ -157,6 +158,28 @@ async def test_bad_requests_get_an_error_and_a_close(request_bytes: bytes, statu
         assert b"connection: close" in data.lower()
         async with httpx.AsyncClient() as other:  # everyone else is still served
             assert (await other.get(url)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "first_bytes",
+    [
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(40) + b"\r\n\r\n",
+        b"INVALID CONNECTION PREFACE\r\n\r\n",
+    ],
+    ids=["tls", "invalid-preface"],
+)
+async def test_garbage_on_an_h2c_port_gets_a_plain_close(first_bytes: bytes) -> None:
+    """With h2 on (the default), first bytes that are neither HTTP/1.x nor
+    the HTTP/2 preface get no HTTP/1.1 answer; a later bad request does."""
+    async with running_server(hello) as url:
+        async with await RawClient.connect(url) as client:
+            await client.send(first_bytes)
+            assert await client.read_all() == b""
+        async with await RawClient.connect(url) as client:
+            await client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + first_bytes)
+            data = await client.read_all()
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"HTTP/1.1 400 " in data
 
 
 async def test_app_exception_before_start_is_a_500_logged_once(

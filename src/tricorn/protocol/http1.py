@@ -82,6 +82,8 @@ _NO_BODY_STATUS = frozenset({204, 304})
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # GOAWAY(last stream 0, PROTOCOL_ERROR), for a broken HTTP/2 preface on a cleartext port.
 _GOAWAY_PROTOCOL_ERROR = bytes.fromhex("0000080700000000000000000000000001")
+_HTTP1_LINE = re.compile(rb" HTTP/1\.\d\r?$")  # a request line that claims HTTP/1.x
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")  # token68 of RFC 7540 §3.2.1
 _HOP_BY_HOP = frozenset(
     (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"transfer-encoding", b"te")
 )
@@ -90,8 +92,10 @@ _HOP_BY_HOP = frozenset(
 def _h2c_upgrade(request: Request) -> bytes | None:
     """The decoded HTTP2-Settings if ``request`` asks for ``Upgrade: h2c``
     properly (RFC 7540 §3.2: Upgrade, Connection naming both, one
-    HTTP2-Settings of valid base64url); else ``None``: serve HTTP/1.1."""
-    if request.http_version != "1.1":
+    HTTP2-Settings of valid base64url); else ``None``: serve HTTP/1.1.
+    A client waiting for ``100 Continue`` is served HTTP/1.1 too: only the
+    application can answer it, and the upgrade would read the body first."""
+    if request.http_version != "1.1" or request.expect_continue:
         return None
     upgrade = connection = b""
     settings: list[bytes] = []
@@ -107,6 +111,8 @@ def _h2c_upgrade(request: Request) -> bytes | None:
     if not {b"upgrade", b"http2-settings"} <= _tokens(connection):
         return None
     value = settings[0].strip()
+    if _BASE64URL.fullmatch(value) is None:  # b64decode would skip stray bytes
+        return None
     try:
         decoded = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
     except (ValueError, binascii.Error):
@@ -428,6 +434,14 @@ class H1Adapter:
             return self._peer_gone(f"invalid request body: {exc}")
         if self._eof:  # the peer closed in the middle of a head
             return self._close("connection closed by the peer")
+        if (
+            self.settings.h2c
+            and not self._requests
+            and _HTTP1_LINE.search(head.split(b"\n", 1)[0]) is None
+        ):
+            # The first bytes are neither HTTP/1.x nor the HTTP/2 preface
+            # (e.g. a broken preface): a plain close, no HTTP/1.1 answer.
+            return self._close("neither HTTP/1.x nor an HTTP/2 preface")
         status = exc.error_status_hint
         reason = str(exc)
         if status == 431:
@@ -608,6 +622,7 @@ class H1Adapter:
             if self._eof:
                 self._h11.receive_data(b"")
             self.stream_id += 2
+            self._response_started = False  # a bad next head still gets its 400
             self._paused = False
             self._idle_since = None
             self._body_since = None

@@ -29,9 +29,10 @@ HPACK; this module decides everything h2 leaves to its user:
   frame at a time.
 * **Floods**: frames that carry no request progress (PING, SETTINGS,
   PRIORITY, RST_STREAM, PRIORITY_UPDATE, empty DATA, refused or malformed
-  streams) are counted per second; past ``max_control_frames`` the peer
-  gets GOAWAY(ENHANCE_YOUR_CALM). HPACK bombs and CONTINUATION floods are
-  bounded by h2 (header list size, 64 CONTINUATION frames).
+  streams, any frame h2 drops on a closed stream) are counted per second;
+  past ``max_control_frames`` the peer gets GOAWAY(ENHANCE_YOUR_CALM).
+  HPACK bombs and CONTINUATION floods are bounded by h2 (header list size,
+  64 CONTINUATION frames).
 * **Shutdown** sends GOAWAY(NO_ERROR) as a raw frame (h2's
   ``close_connection`` would stop it from processing the streams still in
   flight); the connection closes once they are done.
@@ -50,11 +51,14 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import h2.stream
-from hyperframe.frame import ExtensionFrame, GoAwayFrame
+from hpack import HPACKError
+from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame
 
 from ..errors import AppProtocolError
+from ._hpack import CachingDecoder, StatelessEncoder
 from .events import (
     Body,
     BodyConsumed,
@@ -88,6 +92,7 @@ CANCEL = 0x8
 ENHANCE_YOUR_CALM = 0xB
 
 _PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
+_ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
 _SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
 
 _NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # lower-case tokens only
@@ -136,7 +141,32 @@ class H2Settings:
 class _Connection(h2.connection.H2Connection):
     """h2, minus the two checks that would turn stream errors into
     connection errors: the concurrent-stream limit (the adapter refuses
-    excess streams itself) and Content-Length (checked by the adapter)."""
+    excess streams itself) and Content-Length (checked by the adapter).
+    It also counts the frames it drops without an event (RST_STREAM,
+    WINDOW_UPDATE, DATA or HEADERS on closed streams): the adapter's flood
+    counter takes them, or a peer could send them for free (some make h2
+    answer with RST_STREAM).
+    A header block that does not decode is a COMPRESSION_ERROR (RFC 9113
+    §4.3), not the PROTOCOL_ERROR h2 makes of it."""
+
+    dropped_frames = 0
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.incoming_buffer = _FrameBuffer(server=True)
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        try:
+            events = super()._receive_frame(frame)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 wraps HPACK errors in a plain ProtocolError; an oversized
+            # header list (an HPACK bomb) is a DenialOfServiceError instead.
+            if type(exc) is h2.exceptions.ProtocolError and isinstance(exc.__cause__, HPACKError):
+                raise _CompressionError(str(exc)) from exc.__cause__
+            raise
+        if not events:
+            self.dropped_frames += 1
+        return events
 
     @property
     def open_inbound_streams(self) -> int:
@@ -148,6 +178,41 @@ class _Connection(h2.connection.H2Connection):
         stream._initialize_content_length = _ignore  # type: ignore[method-assign,assignment]
         stream._track_content_length = _ignore  # type: ignore[method-assign,assignment]
         return stream
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        # h2 closes for good on a GOAWAY (h2 issue #1181) and drops what is
+        # queued; RFC 9113 §6.8 lets the streams in flight finish (the
+        # adapter refuses new ones and closes once they are done).
+        state = self.state_machine.state
+        queued = self._data_to_send
+        result = super()._receive_goaway_frame(frame)
+        if state is h2.connection.ConnectionState.SERVER_OPEN:
+            self.state_machine.state = state
+            self._data_to_send = queued
+        return result
+
+
+class _FrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's frame parser, except that a SETTINGS ack with a payload is a
+    FRAME_SIZE_ERROR (RFC 9113 §6.5), not a PROTOCOL_ERROR."""
+
+    def __next__(self) -> Frame:
+        head = self._data[:9]
+        if (
+            len(head) == 9
+            and head[3] == 0x4  # SETTINGS
+            and head[4] & 0x1  # ACK
+            and head[:3] != b"\0\0\0"
+            and not self._headers_buffer
+        ):
+            raise h2.exceptions.FrameTooLargeError("SETTINGS ack with a payload")
+        return super().__next__()
+
+
+class _CompressionError(h2.exceptions.ProtocolError):
+    """h2 sends GOAWAY with the ``error_code`` of the error it catches."""
+
+    error_code = h2.errors.ErrorCodes.COMPRESSION_ERROR
 
 
 def _ignore(*args: object) -> None:
@@ -238,6 +303,12 @@ class H2Adapter:
                 _SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]
             },
         )
+        # Settings built with initial values count as acknowledged already,
+        # so h2 never applies them to its frame parser and HPACK decoder.
+        conn.max_inbound_frame_size = settings.max_inbound_frame_size
+        conn.decoder.max_header_list_size = settings.max_header_list_size
+        conn.encoder = _ENCODER  # type: ignore[assignment]
+        conn.decoder = CachingDecoder(conn.decoder)  # type: ignore[assignment]
         self._conn = conn
         self._streams: dict[int, _Stream] = {}
         self._sending: dict[int, _Stream] = {}  # streams with queued output
@@ -258,7 +329,7 @@ class H2Adapter:
         else:
             conn.initiate_connection()
         window_delta = settings.connection_window_size - 65535
-        if window_delta > 0:
+        if window_delta > 0 and not self._closing:
             conn.increment_flow_control_window(window_delta)
 
     # ------------------------------------------------------------ contract
@@ -288,6 +359,10 @@ class H2Adapter:
         if now - self._flood_window >= 1.0:
             self._flood_window = now
             self._flood_count = 0
+        conn = self._conn
+        if conn.dropped_frames:
+            self._flood_count += conn.dropped_frames
+            conn.dropped_frames = 0
         events: list[Event] = []
         for h2_event in h2_events:
             self._dispatch(h2_event, events, now)
@@ -523,6 +598,13 @@ class H2Adapter:
             or self._goaway_last is not None
             or self._peer_goaway
             or not conn.remote_settings.enable_push
+            # RFC 9113 §5.1.2, §8.4: the client's MAX_CONCURRENT_STREAMS bounds
+            # the pushed responses in flight (counting reserved ones too).
+            or sum(1 for sid in self._streams if not sid % 2)
+            >= conn.remote_settings.max_concurrent_streams
+            # Our own limit holds for all streams: the core runs no more
+            # calls than that and would refuse the pushed request anyway.
+            or len(self._streams) >= self.settings.max_concurrent_streams
         ):
             return
         path = event.path
@@ -593,7 +675,10 @@ class H2Adapter:
             assert isinstance(event, h2.events.StreamReset)
             self._flood_count += 1
             stream = self._streams.get(event.stream_id)
-            if stream is not None and event.remote_reset:
+            # Not remote_reset: h2 reset the stream for a peer's stream error
+            # (a window overflow, a frame on a half-closed stream). Either way
+            # the stream is over and the application is told.
+            if stream is not None:
                 stream.ended_out = True
                 self._forget(event.stream_id, stream)
                 events.append(StreamClosed(event.stream_id, event.error_code))
@@ -774,7 +859,11 @@ class H2Adapter:
     def _start_upgrade(self, upgrade: ProtocolSwitch) -> None:
         """``Upgrade: h2c``: stream 1 carries the HTTP/1.1 request."""
         settings = base64.urlsafe_b64encode(upgrade.settings or b"")
-        self._conn.initiate_upgrade_connection(settings)
+        try:
+            self._conn.initiate_upgrade_connection(settings)
+        except h2.exceptions.ProtocolError:  # HTTP2-Settings with invalid values
+            self._events = self._fail(PROTOCOL_ERROR, "invalid HTTP2-Settings")
+            return
         request = upgrade.request
         if request is None:
             return

@@ -31,6 +31,7 @@ class Stream:
     __slots__ = (
         "_asked",
         "_cancel_scope",
+        "_closed",
         "_connection",
         "_events",
         "_waiter",
@@ -46,6 +47,7 @@ class Stream:
         self._writable: anyio.Event | None = None
         self._cancel_scope: anyio.CancelScope | None = None
         self._asked = False
+        self._closed = False  # StreamClosed fed: sends are refused
 
     def feed(self, event: Event) -> None:
         """Queue an inbound event (called by the read loop; never blocks)."""
@@ -53,6 +55,7 @@ class Stream:
         if self._waiter is not None:
             self._waiter.set()
         if type(event) is StreamClosed:
+            self._closed = True
             self.writable()  # a send waiting for the window ends too
 
     @property
@@ -102,11 +105,18 @@ class Stream:
         return event
 
     async def send(self, *events: Event) -> None:
-        """Write outbound events; raises ClientDisconnected once the peer is gone."""
+        """Write outbound events; raises ClientDisconnected once the peer is
+        gone or reset the stream. (A reset stream's sends would go nowhere
+        without a checkpoint: an app streaming in a loop would never see the
+        cancellation and hold the event loop.)"""
+        if self._closed:
+            raise ClientDisconnected("the stream is closed")
         await self._connection.send_events(events, self)
 
     async def send_file(self, path: str) -> int:
         """Write a file's contents as body data."""
+        if self._closed:
+            raise ClientDisconnected("the stream is closed")
         return await self._connection.send_file(self, path)
 
     def finish(self) -> None:

@@ -202,7 +202,7 @@ def test_settings_across_sources_are_checked_together(tmp_path: Path):
     assert config.ssl_enabled
 
 
-@pytest.mark.parametrize("name", ["development.toml", "production.toml", "trio.toml"])
+@pytest.mark.parametrize("name", ["development.toml", "production.toml", "push.toml", "trio.toml"])
 def test_shipped_example_configs_load(name: str):
     config = load_config(config_path=str(REPO / "config" / name))
     assert config.app_path is not None

@@ -4,6 +4,7 @@ whole, byte by byte, and followed by the bytes of a next request."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from tricorn.protocol.events import (
     EndData,
     Event,
     InformationalResponse,
+    ProtocolSwitch,
     ReadyForBody,
     Request,
     ResetStream,
@@ -937,3 +939,349 @@ def test_shutdown_during_a_response_already_started() -> None:
     assert parse_one(a.data_to_send()).body == b"ok"
     (closed,) = a.next_events(NOW)
     assert isinstance(closed, ConnectionClosed)
+
+
+# ------------------------------------------------------------------ h2c
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = bytes.fromhex("000006040000000000000300000064")  # SETTINGS MAX_CONCURRENT_STREAMS=100
+GOAWAY_PROTOCOL_ERROR = bytes.fromhex("0000080700000000000000000000000001")
+# SETTINGS_ENABLE_PUSH=0, SETTINGS_INITIAL_WINDOW_SIZE=65535: two 6-byte entries.
+SETTINGS_PAYLOAD = bytes.fromhex("00020000000000040000ffff")
+SETTINGS_B64 = base64.urlsafe_b64encode(SETTINGS_PAYLOAD).rstrip(b"=")
+UPGRADE_HEADERS = (
+    b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+)
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+
+
+def test_h2c_preface() -> None:
+    a = adapter(h2c=True)
+    data = H2_PREFACE + H2_SETTINGS
+    assert a.receive_data(data, NOW) == [ProtocolSwitch("h2c", data)]
+    assert a.data_to_send() == b""
+    assert not reads(a)
+    assert a.next_events(NOW) == []
+    assert a.receive_data(b"more", NOW) == []
+
+
+@pytest.mark.parametrize("extra", [b"", H2_SETTINGS])
+def test_h2c_preface_byte_by_byte(extra: bytes) -> None:
+    a = adapter(h2c=True)
+    for i in range(len(H2_PREFACE) - 1):
+        assert a.receive_data(H2_PREFACE[i : i + 1], NOW) == []
+        assert reads(a)
+    data = H2_PREFACE + extra
+    assert a.receive_data(data[len(H2_PREFACE) - 1 :], NOW) == [ProtocolSwitch("h2c", data)]
+    assert a.data_to_send() == b""
+
+
+@pytest.mark.parametrize("cut", [1, 3, 10, 23])
+def test_h2c_preface_in_two_parts(cut: int) -> None:
+    a = adapter(h2c=True)
+    data = H2_PREFACE + H2_SETTINGS
+    assert a.receive_data(data[:cut], NOW) == []
+    assert a.receive_data(data[cut:], NOW) == [ProtocolSwitch("h2c", data)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"PRI garbage\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+        b"PRI * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"PRI / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_h2c_broken_preface(raw: bytes, bytewise: bool) -> None:
+    a = adapter(h2c=True)
+    events: list[Event] = []
+    for chunk in [raw[i : i + 1] for i in range(len(raw))] if bytewise else [raw]:
+        events += a.receive_data(chunk, NOW)
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectionClosed)
+    assert a.data_to_send() == GOAWAY_PROTOCOL_ERROR  # no HTTP/1.1 response
+    assert not reads(a)
+    assert a.next_events(NOW) == []
+
+
+def test_h2c_partial_preface_then_eof() -> None:
+    a = adapter(h2c=True)
+    assert a.receive_data(H2_PREFACE[:8], NOW) == []
+    (closed,) = a.receive_data(b"", NOW)
+    assert isinstance(closed, ConnectionClosed)
+    assert a.data_to_send() == b""
+
+
+@pytest.mark.parametrize("method", [b"POST", b"PUT", b"PATCH"])
+def test_h2c_requests_starting_with_p(feed: Feeder, method: bytes) -> None:
+    a = adapter(h2c=True)
+    raw = method + b" /p HTTP/1.1\r\n" + HOST + b"Content-Length: 2\r\n\r\nhi"
+    assert feed(a, raw) == [
+        Request(1, method, b"/p", [(b"host", b"example.com"), (b"content-length", b"2")], "1.1"),
+        Body(1, b"hi"),
+        EndBody(1),
+    ]
+    assert a.data_to_send() == b""
+    a.send(BodyConsumed(1, 2))
+    finish_and_check_next(a, feed)
+
+
+def test_h2c_only_on_the_first_bytes() -> None:
+    a = adapter(h2c=True)
+    a.receive_data(GET, NOW)
+    parse_one(respond(a))
+    events = a.receive_data(H2_PREFACE, NOW)
+    assert [type(event) for event in events] == [ConnectionClosed]
+    response = parse_one(a.data_to_send())
+    assert response.status in {400, 505}
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_h2c_off_preface_is_http11(bytewise: bool) -> None:
+    a = adapter()  # h2c off (the TLS listener)
+    events: list[Event] = []
+    for chunk in (
+        [H2_PREFACE[i : i + 1] for i in range(len(H2_PREFACE))] if bytewise else [H2_PREFACE]
+    ):
+        events += a.receive_data(chunk, NOW)
+    assert not any(isinstance(event, ProtocolSwitch) for event in events)
+    response = parse_one(a.data_to_send())
+    assert response.status in {400, 505}
+    assert isinstance(events[-1], ConnectionClosed)
+
+
+def upgraded(method: bytes = b"GET", headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+    return Request(
+        1,
+        method,
+        b"/up",
+        [(b"host", b"example.com"), *(headers or [])],
+        "2",
+        scheme="http",
+        authority=b"example.com",
+    )
+
+
+def test_h2c_upgrade_get(feed: Feeder) -> None:
+    a = adapter(h2c=True)
+    raw = b"GET /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"X-A: 1\r\n\r\n"
+    events = feed(a, raw)
+    assert events == [
+        ProtocolSwitch(
+            "h2c",
+            NEXT if feed.trailing else b"",
+            upgraded(headers=[(b"x-a", b"1")]),
+            SETTINGS_PAYLOAD,
+            b"",
+        )
+    ]
+    assert a.data_to_send() == SWITCHING
+    assert not reads(a)
+    assert a.next_events(NOW) == []
+
+
+def test_h2c_upgrade_hands_over_the_preface() -> None:
+    a = adapter(h2c=True)
+    raw = b"GET /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"\r\n"
+    (switch,) = a.receive_data(raw + H2_PREFACE + H2_SETTINGS, NOW)
+    assert isinstance(switch, ProtocolSwitch)
+    assert switch.data == H2_PREFACE + H2_SETTINGS
+
+
+def test_h2c_upgrade_drops_hop_by_hop_headers() -> None:
+    a = adapter(h2c=True)
+    raw = (
+        b"GET /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Keep-Alive: 5\r\nTE: trailers\r\n"
+        b"Accept: */*\r\n\r\n"
+    )
+    (switch,) = a.receive_data(raw, NOW)
+    assert isinstance(switch, ProtocolSwitch)
+    assert switch.request is not None
+    assert switch.request.headers == [(b"host", b"example.com"), (b"accept", b"*/*")]
+    assert switch.request.trailers_accepted
+    assert switch.request.http_version == "2"
+
+
+def test_h2c_upgrade_post_with_content_length(feed: Feeder) -> None:
+    a = adapter(h2c=True)
+    raw = b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Content-Length: 5\r\n\r\nhello"
+    events = feed(a, raw)
+    assert events == [
+        ProtocolSwitch(
+            "h2c",
+            NEXT if feed.trailing else b"",
+            upgraded(b"POST", [(b"content-length", b"5")]),
+            SETTINGS_PAYLOAD,
+            b"hello",
+        )
+    ]
+    assert a.data_to_send() == SWITCHING
+
+
+def test_h2c_upgrade_post_chunked(feed: Feeder) -> None:
+    a = adapter(h2c=True)
+    raw = (
+        b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+    )
+    events = feed(a, raw)
+    assert events == [
+        ProtocolSwitch(
+            "h2c", NEXT if feed.trailing else b"", upgraded(b"POST"), SETTINGS_PAYLOAD, b"abcdefg"
+        )
+    ]
+    assert a.data_to_send() == SWITCHING
+
+
+def test_h2c_upgrade_waits_for_the_whole_body() -> None:
+    a = adapter(h2c=True)
+    raw = b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Content-Length: 5\r\n\r\nhel"
+    assert a.receive_data(raw, NOW) == []
+    assert a.data_to_send() == b""
+    assert reads(a)
+    (switch,) = a.receive_data(b"lo", NOW)
+    assert isinstance(switch, ProtocolSwitch)
+    assert switch.body == b"hello"
+    assert a.data_to_send() == SWITCHING
+
+
+def test_h2c_upgrade_body_too_large(feed: Feeder) -> None:
+    a = adapter(h2c=True, h2c_max_upgrade_body=4)
+    raw = b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Content-Length: 10\r\n\r\n0123456789"
+    events = feed(a, raw)
+    assert [type(event) for event in events] == [Request, Body, EndBody]
+    request = events[0]
+    assert isinstance(request, Request)
+    assert request.http_version == "1.1"
+    assert (b"upgrade", b"h2c") in request.headers
+    assert events[1:] == [Body(1, b"0123456789"), EndBody(1)]
+    assert a.data_to_send() == b""  # no 101
+    a.send(BodyConsumed(1, 10))
+    finish_and_check_next(a, feed)
+
+
+def test_h2c_upgrade_body_too_large_chunked() -> None:
+    a = adapter(h2c=True, h2c_max_upgrade_body=4)
+    raw = b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Transfer-Encoding: chunked\r\n\r\n"
+    assert a.receive_data(raw + b"3\r\nabc\r\n", NOW) == []
+    events = a.receive_data(b"3\r\ndef\r\n", NOW)
+    assert [type(event) for event in events] == [Request, Body]
+    assert events[1] == Body(1, b"abcdef")
+    assert a.receive_data(b"2\r\ngh\r\n0\r\n\r\n", NOW) == [Body(1, b"gh"), EndBody(1)]
+    assert a.data_to_send() == b""
+
+
+NO_UPGRADE = {
+    "connection without http2-settings": (
+        b"Host: example.com\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+    ),
+    "connection without upgrade": (
+        b"Host: example.com\r\nConnection: HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+    ),
+    "no connection": (
+        b"Host: example.com\r\nUpgrade: h2c\r\nHTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+    ),
+    "no http2-settings": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    ),
+    "two http2-settings": UPGRADE_HEADERS + b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n",
+    "bad base64": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: !!!!\r\n"
+    ),
+    "base64 with a space": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAIA AAAA\r\n"
+    ),
+    "base64 padding": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: A\r\n"
+    ),
+    "not whole settings": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAIAAAA\r\n"
+    ),
+    "upgrade to websocket": (
+        b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: websocket\r\n"
+        b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("headers", list(NO_UPGRADE.values()), ids=list(NO_UPGRADE))
+def test_h2c_no_upgrade(feed: Feeder, headers: bytes) -> None:
+    a = adapter(h2c=True)
+    events = feed(a, b"GET /up HTTP/1.1\r\n" + headers + b"\r\n")
+    assert [type(event) for event in events] == [Request, EndBody]
+    request = events[0]
+    assert isinstance(request, Request)
+    assert request.http_version == "1.1"
+    assert a.data_to_send() == b""
+    finish_and_check_next(a, feed)
+
+
+def test_h2c_no_upgrade_for_http10() -> None:
+    a = adapter(h2c=True)
+    events = a.receive_data(b"GET /up HTTP/1.0\r\n" + UPGRADE_HEADERS + b"\r\n", NOW)
+    assert [type(event) for event in events] == [Request, EndBody]
+    assert a.data_to_send() == b""
+
+
+def test_h2c_upgrade_only_on_the_first_request() -> None:
+    a = adapter(h2c=True)
+    a.receive_data(GET, NOW)
+    parse_one(respond(a))
+    events = a.receive_data(b"GET /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"\r\n", NOW)
+    assert [type(event) for event in events] == [Request, EndBody]
+    assert a.data_to_send() == b""
+
+
+def test_h2c_upgrade_off() -> None:
+    a = adapter()
+    events = a.receive_data(b"GET /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"\r\n", NOW)
+    assert [type(event) for event in events] == [Request, EndBody]
+    assert a.data_to_send() == b""
+
+
+def test_h2c_no_upgrade_when_the_client_expects_100_continue() -> None:
+    # The upgrade would wait for a body the client holds back until a
+    # 100 Continue only the application can send: serve HTTP/1.1 instead.
+    a = adapter(h2c=True)
+    raw = (
+        b"POST /up HTTP/1.1\r\n" + UPGRADE_HEADERS + b"Expect: 100-continue\r\n"
+        b"Content-Length: 2\r\n\r\n"
+    )
+    (request,) = a.receive_data(raw, NOW)
+    assert isinstance(request, Request)
+    assert request.http_version == "1.1"
+    assert request.expect_continue
+    assert a.data_to_send() == b""
+    a.send(ReadyForBody(1))
+    assert a.data_to_send().startswith(b"HTTP/1.1 100 ")
+    assert a.receive_data(b"ok", NOW) == [Body(1, b"ok"), EndBody(1)]
+
+
+# ------------------------------------------------------------------ after a response
+
+
+def test_bad_second_head_gets_an_error_response() -> None:
+    a = adapter()
+    a.receive_data(GET, NOW)
+    parse_one(respond(a))
+    events = a.receive_data(b"GET / HTTP/1.1\r\n" + HOST + b"bad header\r\n\r\n", NOW)
+    assert_error(a, events, 400)
+
+
+def test_second_head_read_timeout_gets_408() -> None:
+    a = adapter()
+    a.receive_data(GET, NOW)
+    parse_one(respond(a))
+    assert a.receive_data(b"GET / HTTP/1.1\r\n", NOW + 1) == []
+    deadline = a.next_deadline(NOW + 1)
+    assert deadline is not None
+    assert_error(a, a.handle_timeout(deadline), 408)
