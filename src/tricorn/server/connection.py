@@ -21,7 +21,11 @@ Two tasks per connection, plus one per request:
 Outbound, a cycle's ``send()`` lands in :meth:`Connection.send_events`: the
 events go to the adapter and the resulting bytes to the transport, written
 from the app's own task (no hop through a writer task, so a small response
-costs one write and no context switch); a flag serializes writers.
+costs one write and no context switch); a flag serializes writers, and
+the bytes are taken from the adapter only by the task holding the write
+turn, so frames reach the socket in the order they were framed (HPACK
+depends on it). On multiplexed connections a sender first yields once, so
+the responses of the streams that are ready join one write.
 
 Backpressure: while ``wants_read`` is false the loop does not read at all;
 any ``send`` may change that, so every send wakes the loop -- or the
@@ -48,6 +52,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import ByteStream, TaskGroup
 
@@ -190,6 +195,11 @@ class Connection:
             # write below starts before anyone woken here can run, so a
             # close decided now still comes after these bytes.
             self._wake()
+        if self._multiplexed and not self._writing:
+            # Let the other streams that are ready run first: their frames
+            # join these in one write (one syscall, one TLS record) instead
+            # of one write per response.
+            await anyio.lowlevel.checkpoint()
         if not await self._flush():
             raise ClientDisconnected("the connection is closed")
         while not adapter.writable(stream.stream_id):
