@@ -191,7 +191,7 @@ class _Connection(h2.connection.H2Connection):
             flags |= 0x1
         self._data_to_send += _frame_head(len(block), 0x1, flags, stream_id) + block
 
-    def send_chunk(self, stream_id: int, chunk: bytes, end_stream: bool) -> None:
+    def send_chunk(self, stream_id: int, chunk: bytes | memoryview, end_stream: bool) -> None:
         """DATA within the windows and the peer's frame size."""
         stream = self._get_stream_by_id(stream_id)
         self.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
@@ -201,7 +201,9 @@ class _Connection(h2.connection.H2Connection):
         size = len(chunk)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
-        self._data_to_send += _frame_head(size, 0x0, 0x1 if end_stream else 0, stream_id) + chunk
+        out = self._data_to_send
+        out += _frame_head(size, 0x0, 0x1 if end_stream else 0, stream_id)
+        out += chunk
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
@@ -558,17 +560,17 @@ class H2Adapter:
             window = conn.local_flow_control_window(stream_id)
             if window <= 0:
                 return sent
-            chunk = pending[0]
+            chunk: bytes | memoryview = pending[0]
             offset = stream.offset
             size = min(window, conn.max_outbound_frame_size)
             if len(chunk) - offset > size:
                 stream.offset = offset + size
-                chunk = chunk[offset : offset + size]
+                chunk = memoryview(chunk)[offset : offset + size]  # no copy
             else:
                 pending.popleft()
                 stream.offset = 0
                 if offset:
-                    chunk = chunk[offset:]
+                    chunk = memoryview(chunk)[offset:]
             end = not pending and stream.want_end and stream.trailers is None
             conn.send_chunk(stream_id, chunk, end)
             if end:
