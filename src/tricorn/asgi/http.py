@@ -265,8 +265,13 @@ class HTTPCycle:
         defaults = self._default_headers()
         if not defaults:
             return
-        present = {name for name, _ in headers}
-        headers.extend(item for item in defaults if item[0] not in present)
+        for item in defaults:  # two at most (server, date): no set needed
+            name = item[0]
+            for present, _ in headers:
+                if present == name:
+                    break
+            else:
+                headers.append(item)
 
     async def _emit(self, *events: Event) -> None:
         try:

@@ -55,7 +55,7 @@ import h2.frame_buffer
 import h2.settings
 import h2.stream
 from hpack import HPACKError
-from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame
+from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame, HeadersFrame
 
 from ..errors import AppProtocolError
 from ._hpack import CachingDecoder, StatelessEncoder
@@ -158,7 +158,14 @@ class _Connection(h2.connection.H2Connection):
 
     def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
         try:
-            events = super()._receive_frame(frame)
+            if type(frame) is HeadersFrame and frame.stream_id > self.highest_inbound_stream_id:
+                # A new request (nothing for h2's closed-stream handling to
+                # do): its handler directly, skipping the eager repr() of
+                # every frame that h2's dispatcher logs.
+                frames, events = self._receive_headers_frame(frame)
+                self._prepare_for_sending(frames)
+            else:
+                events = super()._receive_frame(frame)
         except h2.exceptions.ProtocolError as exc:
             # h2 wraps HPACK errors in a plain ProtocolError; an oversized
             # header list (an HPACK bomb) is a DenialOfServiceError instead.
@@ -936,15 +943,25 @@ def _response_head(status: int, headers: Headers) -> Headers:
     """``:status`` and the app's headers, minus connection-specific ones
     (RFC 9113 §8.2.2: dropped, not an error)."""
     head: Headers = [(b":status", _STATUS[status])]
-    for name, value in headers:
-        if name in _CONNECTION_SPECIFIC:
-            continue
-        if _NAME.fullmatch(name) is None:
-            raise AppProtocolError(f"invalid header name {name!r}")
-        if _OUT_VALUE_BAD.search(value) is not None:
-            raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
-        head.append((name, value))
+    good = _GOOD_FIELDS
+    for field in headers:
+        if field not in good:
+            name, value = field
+            if name in _CONNECTION_SPECIFIC:
+                continue
+            if _NAME.fullmatch(name) is None:
+                raise AppProtocolError(f"invalid header name {name!r}")
+            if _OUT_VALUE_BAD.search(value) is not None:
+                raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
+            if len(good) >= 4096:
+                good.clear()
+            good.add(field)
+        head.append(field)
     return head
+
+
+# Response fields already checked (most responses repeat their headers).
+_GOOD_FIELDS: set[tuple[bytes, bytes]] = set()
 
 
 def _trailers(headers: Headers) -> Headers:

@@ -84,6 +84,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("tricorn.error")
 
 READ_SIZE = 65536
+_COALESCE_BELOW = 16384  # body chunks smaller than this wait one turn to share a write
 _CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
@@ -195,10 +196,11 @@ class Connection:
             # write below starts before anyone woken here can run, so a
             # close decided now still comes after these bytes.
             self._wake()
-        if self._multiplexed and not self._writing:
+        if self._multiplexed and not self._writing and _small(events):
             # Let the other streams that are ready run first: their frames
             # join these in one write (one syscall, one TLS record) instead
-            # of one write per response.
+            # of one write per small response. (A large chunk is worth its
+            # own write; waiting would only add a scheduler round-trip.)
             await anyio.lowlevel.checkpoint()
         if not await self._flush():
             raise ClientDisconnected("the connection is closed")
@@ -430,6 +432,8 @@ class Connection:
                 assert isinstance(event, Request)
                 self._open_stream(event)
             elif kind is ConnectionClosed:
+                assert isinstance(event, ConnectionClosed)
+                log.debug("closing the connection from %s: %s", self.info.client, event.reason)
                 close = True
             elif kind is ProtocolSwitch:
                 assert isinstance(event, ProtocolSwitch)
@@ -536,6 +540,11 @@ class Connection:
             finally:
                 self._release_write()
         await anyio.aclose_forcefully(transport)
+
+
+def _small(events: tuple[Event, ...]) -> bool:
+    """No large body chunk among ``events``."""
+    return not any(isinstance(e, Data) and len(e.data) >= _COALESCE_BELOW for e in events)
 
 
 def _host(request: Request) -> str:

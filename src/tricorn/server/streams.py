@@ -68,9 +68,7 @@ class Stream:
 
     def cancel(self) -> None:
         """The peer reset the stream: end its call now."""
-        if self._cancel_scope is None:
-            self._cancel_scope = anyio.CancelScope()
-        self._cancel_scope.cancel()
+        self.cancel_scope.cancel()
 
     def writable(self) -> None:
         """The adapter sent the stream's queued data: wake a waiting send."""
