@@ -230,10 +230,12 @@ class _AsyncioStream(ByteStream):
             raise anyio.BrokenResourceError from self._error
 
     async def send_eof(self) -> None:
+        if self._transport.is_closing():
+            raise anyio.ClosedResourceError
         try:
             self._transport.write_eof()
-        except OSError:
-            pass
+        except (OSError, RuntimeError):  # uvloop: RuntimeError on a closed handle
+            raise anyio.BrokenResourceError from None
 
     async def aclose(self) -> None:
         if not self._closed:

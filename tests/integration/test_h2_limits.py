@@ -953,3 +953,49 @@ async def test_graceful_shutdown_finishes_streams_in_flight() -> None:
                 assert all(r.status == 200 and r.body == HELLO for r in done.values())
                 with pytest.raises(ConnectionEnded):
                     await conn.receive(timeout=3)
+
+
+async def test_closing_drains_input_so_the_last_frames_arrive() -> None:
+    """A client still sending (PINGs here) while the server closes after a
+    graceful GOAWAY must still read the last response and the GOAWAY: the
+    server half-closes and drains its input before closing, so no TCP reset
+    destroys what it wrote."""
+    lab = Lab()
+    stop = anyio.Event()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            urls = await tg.start(
+                lambda task_status: serve(
+                    lab, make_config(), shutdown_trigger=stop.wait, task_status=task_status
+                )
+            )
+            async with h2_connect(urls[0]) as conn:
+                await request(conn, 1, "/block")
+                await until(lambda: lab.active == 1)
+                stop.set()
+                lab.release.set()
+                with anyio.move_on_after(0.5):  # keep talking, never read
+                    while True:
+                        try:
+                            await conn.send(PingFrame(0, opaque_data=b"12345678"))
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                            break
+                        await anyio.sleep(0.002)
+                frames = await read_until_closed(conn)
+                goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+                assert [g.error_code for g in goaways] == [NO_ERROR]
+                body = b"".join(
+                    f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1
+                )
+                assert body == HELLO
+                assert any("END_STREAM" in f.flags for f in frames if f.stream_id == 1)
+
+
+async def read_until_closed(conn: H2Conn) -> list[Frame]:
+    """Every frame the server sends until it closes the connection."""
+    frames: list[Frame] = []
+    try:
+        while True:
+            frames.append(await conn.receive(timeout=3))
+    except ConnectionEnded:
+        return frames

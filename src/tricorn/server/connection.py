@@ -86,6 +86,7 @@ log = logging.getLogger("tricorn.error")
 READ_SIZE = 65536
 _COALESCE_BELOW = 16384  # body chunks smaller than this wait one turn to share a write
 _CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
+_LINGER_LIMIT = 1024 * 1024  # input dropped while an HTTP/2 connection closes
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
@@ -124,6 +125,9 @@ class Connection:
         self._shutdown_done = False
         self._closed = False
         self._transport_closed = False
+        self._broken = False  # a read or write failed: no lingering
+        self._reading = False  # the read loop waits in receive()
+        self._read_returned: anyio.Event | None = None
         self._tg: TaskGroup | None = None
 
     # ------------------------------------------------------------ public
@@ -295,6 +299,7 @@ class Connection:
             self._release_write()
 
     def _mark_broken(self) -> None:
+        self._broken = True
         if not self._closed:
             self._closed = True
             for stream in self._streams.values():
@@ -407,12 +412,17 @@ class Connection:
                 await self._wait_for_resume()
                 continue
             self._set_deadline(adapter.next_deadline(now))
+            self._reading = True
             try:
                 data = await transport.receive(READ_SIZE)
             except _BROKEN:
                 if self._is_closed():
                     return
                 data = b""
+            finally:
+                self._reading = False
+                if self._read_returned is not None:
+                    self._read_returned.set()
             if await self._handle(adapter.receive_data(data, anyio.current_time())):
                 return
 
@@ -533,6 +543,8 @@ class Connection:
                 data = self.adapter.data_to_send()
                 if data:
                     await transport.send(data)
+                if self._multiplexed and not self._broken:
+                    await self._linger(transport)
                 await transport.aclose()
                 return
             except _BROKEN:
@@ -540,6 +552,33 @@ class Connection:
             finally:
                 self._release_write()
         await anyio.aclose_forcefully(transport)
+
+
+    async def _linger(self, transport: ByteStream) -> None:
+        """Read and drop what the peer still sends until it closes (bounded
+        by the caller). Closing a socket with unread input makes the kernel
+        send a reset, which can destroy our last frames (the responses of
+        a drained connection, the GOAWAY) before the peer reads them. Our
+        end of the TCP stream goes first, so a peer that waits for it
+        closes at once."""
+        # Under TLS the TCP stream carries the FIN (no close_notify, as in
+        # every close of ours): the peer has read our last frames by then.
+        raw = transport if self.info.tls is None else getattr(transport, "transport_stream", None)
+        if not isinstance(raw, ByteStream):
+            return
+        try:
+            await raw.send_eof()
+        except (NotImplementedError, *_BROKEN):
+            return
+        while self._reading:  # the read loop's receive returns first
+            self._read_returned = anyio.Event()
+            await self._read_returned.wait()
+        dropped = 0
+        while dropped < _LINGER_LIMIT:
+            try:
+                dropped += len(await transport.receive(READ_SIZE))
+            except (*_BROKEN, anyio.BusyResourceError):
+                return
 
 
 def _small(events: tuple[Event, ...]) -> bool:
