@@ -928,31 +928,38 @@ async def test_ping_interval() -> None:
 # ---------------------------------------------------------------- 10. shutdown
 
 
+@asynccontextmanager
+async def stoppable_server(app: Any) -> AsyncIterator[tuple[str, anyio.Event]]:
+    """A server and the event whose setting starts its graceful shutdown."""
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        urls = await tg.start(
+            lambda task_status: serve(
+                app, make_config(), shutdown_trigger=stop.wait, task_status=task_status
+            )
+        )
+        yield urls[0], stop
+        stop.set()
+
+
 async def test_graceful_shutdown_finishes_streams_in_flight() -> None:
     lab = Lab()
-    stop = anyio.Event()
     with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            urls = await tg.start(
-                lambda task_status: serve(
-                    lab, make_config(), shutdown_trigger=stop.wait, task_status=task_status
-                )
-            )
-            async with h2_connect(urls[0]) as conn:
-                await request(conn, 1, "/block")
-                await request(conn, 3, "/block")
-                await until(lambda: lab.active == 2)
-                stop.set()
-                goaway = await conn.expect(GoAwayFrame)
-                assert goaway.error_code == NO_ERROR
-                assert goaway.last_stream_id == 3
-                await request(conn, 5, "/")  # after GOAWAY: refused
-                assert (await collect(conn, {5}))[5].reset == REFUSED_STREAM
-                lab.release.set()
-                done = await collect(conn, {1, 3})
-                assert all(r.status == 200 and r.body == HELLO for r in done.values())
-                with pytest.raises(ConnectionEnded):
-                    await conn.receive(timeout=3)
+        async with stoppable_server(lab) as (url, stop), h2_connect(url) as conn:
+            await request(conn, 1, "/block")
+            await request(conn, 3, "/block")
+            await until(lambda: lab.active == 2)
+            stop.set()
+            goaway = await conn.expect(GoAwayFrame)
+            assert goaway.error_code == NO_ERROR
+            assert goaway.last_stream_id == 3
+            await request(conn, 5, "/")  # after GOAWAY: refused
+            assert (await collect(conn, {5}))[5].reset == REFUSED_STREAM
+            lab.release.set()
+            done = await collect(conn, {1, 3})
+            assert all(r.status == 200 and r.body == HELLO for r in done.values())
+            with pytest.raises(ConnectionEnded):
+                await conn.receive(timeout=3)
 
 
 async def test_closing_drains_input_so_the_last_frames_arrive() -> None:
@@ -961,34 +968,25 @@ async def test_closing_drains_input_so_the_last_frames_arrive() -> None:
     server half-closes and drains its input before closing, so no TCP reset
     destroys what it wrote."""
     lab = Lab()
-    stop = anyio.Event()
     with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            urls = await tg.start(
-                lambda task_status: serve(
-                    lab, make_config(), shutdown_trigger=stop.wait, task_status=task_status
-                )
-            )
-            async with h2_connect(urls[0]) as conn:
-                await request(conn, 1, "/block")
-                await until(lambda: lab.active == 1)
-                stop.set()
-                lab.release.set()
-                with anyio.move_on_after(0.5):  # keep talking, never read
-                    while True:
-                        try:
-                            await conn.send(PingFrame(0, opaque_data=b"12345678"))
-                        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                            break
-                        await anyio.sleep(0.002)
-                frames = await read_until_closed(conn)
-                goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
-                assert [g.error_code for g in goaways] == [NO_ERROR]
-                body = b"".join(
-                    f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1
-                )
-                assert body == HELLO
-                assert any("END_STREAM" in f.flags for f in frames if f.stream_id == 1)
+        async with stoppable_server(lab) as (url, stop), h2_connect(url) as conn:
+            await request(conn, 1, "/block")
+            await until(lambda: lab.active == 1)
+            stop.set()
+            lab.release.set()
+            with anyio.move_on_after(0.5):  # keep talking, never read
+                while True:
+                    try:
+                        await conn.send(PingFrame(0, opaque_data=b"12345678"))
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        break
+                    await anyio.sleep(0.002)
+            frames = await read_until_closed(conn)
+            goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+            assert [g.error_code for g in goaways] == [NO_ERROR]
+            body = b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
+            assert body == HELLO
+            assert any("END_STREAM" in f.flags for f in frames if f.stream_id == 1)
 
 
 async def read_until_closed(conn: H2Conn) -> list[Frame]:

@@ -553,7 +553,6 @@ class Connection:
                 self._release_write()
         await anyio.aclose_forcefully(transport)
 
-
     async def _linger(self, transport: ByteStream) -> None:
         """Read and drop what the peer still sends until it closes (bounded
         by the caller). Closing a socket with unread input makes the kernel
