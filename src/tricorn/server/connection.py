@@ -85,6 +85,7 @@ log = logging.getLogger("tricorn.error")
 
 READ_SIZE = 65536
 _COALESCE_BELOW = 16384  # body chunks smaller than this wait one turn to share a write
+_WRITE_BEHIND = 65536  # bytes senders may queue behind a write in progress (HTTP/2)
 _CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
 _LINGER_LIMIT = 1024 * 1024  # input dropped while an HTTP/2 connection closes
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
@@ -125,6 +126,7 @@ class Connection:
         self._shutdown_done = False
         self._closed = False
         self._transport_closed = False
+        self._behind = 0  # bytes queued behind the write in progress (_WRITE_BEHIND)
         self._broken = False  # a read or write failed: no lingering
         self._reading = False  # the read loop waits in receive()
         self._read_returned: anyio.Event | None = None
@@ -200,14 +202,25 @@ class Connection:
             # write below starts before anyone woken here can run, so a
             # close decided now still comes after these bytes.
             self._wake()
-        if self._multiplexed and not self._writing and _small(events):
-            # Let the other streams that are ready run first: their frames
-            # join these in one write (one syscall, one TLS record) instead
-            # of one write per small response. (A large chunk is worth its
-            # own write; waiting would only add a scheduler round-trip.)
-            await anyio.lowlevel.checkpoint()
-        if not await self._flush():
-            raise ClientDisconnected("the connection is closed")
+        if not self._multiplexed:
+            if not await self._flush():
+                raise ClientDisconnected("the connection is closed")
+        else:
+            size = _payload(events)
+            if size < _COALESCE_BELOW and not self._writing:
+                # Let the other streams that are ready run first: their
+                # frames join these in one write (one syscall, one TLS
+                # record) instead of one write per small response. (A large
+                # chunk is worth its own write.)
+                await anyio.lowlevel.checkpoint()
+            if self._writing and self._behind + size < _WRITE_BEHIND:
+                # The task writing now takes these frames in its drain loop:
+                # no need to queue for the write turn (a scheduler round
+                # trip each under trio). Bounded: past _WRITE_BEHIND bytes
+                # queued this way, senders wait for the writer again.
+                self._behind += size + 256  # (+ a head's worth)
+            elif not await self._flush():
+                raise ClientDisconnected("the connection is closed")
         while not adapter.writable(stream.stream_id):
             await stream.wait_writable()
             if self._closed:
@@ -290,6 +303,7 @@ class Connection:
         try:
             adapter = self.adapter
             while data := adapter.data_to_send():
+                self._behind = 0
                 await self.transport.send(data)
             return True
         except _BROKEN:
@@ -580,9 +594,9 @@ class Connection:
                 return
 
 
-def _small(events: tuple[Event, ...]) -> bool:
-    """No large body chunk among ``events``."""
-    return not any(isinstance(e, Data) and len(e.data) >= _COALESCE_BELOW for e in events)
+def _payload(events: tuple[Event, ...]) -> int:
+    """The body bytes among ``events``."""
+    return sum(len(e.data) for e in events if isinstance(e, Data))
 
 
 def _host(request: Request) -> str:
