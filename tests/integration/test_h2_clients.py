@@ -748,20 +748,31 @@ def write_toml(path: Path, **values: Any) -> Path:
     return path
 
 
-async def test_cli_toml_serves_h2_over_tls_and_h2c(
-    tmp_path: Path, tls_files: TLSFiles, anyio_backend: tuple[str, dict[str, Any]]
-) -> None:
+def hello_config(
+    tmp_path: Path,
+    tls_files: TLSFiles,
+    anyio_backend: tuple[str, dict[str, Any]],
+    alpn: list[str],
+) -> tuple[int, int, Path]:
+    """A TOML file serving examples.hello on a TLS and a cleartext port."""
     tls_port, plain_port = free_port(), free_port()
     config = write_toml(
-        tmp_path / "h2.toml",
+        tmp_path / "hello.toml",
         app="examples.hello:app",
         bind=[f"127.0.0.1:{tls_port}"],
         insecure_bind=[f"127.0.0.1:{plain_port}"],
         certfile=tls_files.certfile,
         keyfile=tls_files.keyfile,
-        alpn_protocols=H2,
+        alpn_protocols=alpn,
         worker_class=worker_class(anyio_backend),
     )
+    return tls_port, plain_port, config
+
+
+async def test_cli_toml_serves_h2_over_tls_and_h2c(
+    tmp_path: Path, tls_files: TLSFiles, anyio_backend: tuple[str, dict[str, Any]]
+) -> None:
+    tls_port, plain_port, config = hello_config(tmp_path, tls_files, anyio_backend, H2)
     with tricorn(tmp_path, "-c", str(config)) as child:
         child.wait_listening(tls_port)
         child.wait_listening(plain_port)
@@ -776,17 +787,7 @@ async def test_cli_toml_serves_h2_over_tls_and_h2c(
 async def test_cli_toml_alpn_http11_only_offers_no_h2(
     tmp_path: Path, tls_files: TLSFiles, anyio_backend: tuple[str, dict[str, Any]]
 ) -> None:
-    tls_port, plain_port = free_port(), free_port()
-    config = write_toml(
-        tmp_path / "h1.toml",
-        app="examples.hello:app",
-        bind=[f"127.0.0.1:{tls_port}"],
-        insecure_bind=[f"127.0.0.1:{plain_port}"],
-        certfile=tls_files.certfile,
-        keyfile=tls_files.keyfile,
-        alpn_protocols=["http/1.1"],
-        worker_class=worker_class(anyio_backend),
-    )
+    tls_port, plain_port, config = hello_config(tmp_path, tls_files, anyio_backend, ["http/1.1"])
     with tricorn(tmp_path, "-c", str(config)) as child:
         child.wait_listening(tls_port)
         child.wait_listening(plain_port)

@@ -221,10 +221,11 @@ class Connection:
                 self._behind += size + 256  # (+ a head's worth)
             elif not await self._flush():
                 raise ClientDisconnected("the connection is closed")
-        while not adapter.writable(stream.stream_id):
-            await stream.wait_writable()
-            if self._closed:
-                raise ClientDisconnected("the connection is closed")
+            # (HTTP/1.1 is always writable: the transport pushes back.)
+            while not adapter.writable(stream.stream_id):
+                await stream.wait_writable()
+                if self._closed:
+                    raise ClientDisconnected("the connection is closed")
 
     async def send_file(self, stream: Stream, path: str) -> int:
         """Send a file as body data of ``stream_id``: in the kernel
