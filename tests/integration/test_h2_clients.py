@@ -321,8 +321,10 @@ def features(pathsend_file: Path | None = None) -> Any:
             await send({"type": "http.response.push", "path": "/never", "headers": []})
             if scope["query_string"] == b"slow":
                 await anyio.sleep(0.5)
-            await respond(send, json.dumps(jsonable(scope)).encode())
+            # Recorded first: the client may leave as soon as it has the
+            # body, and then this task's send() may report the disconnect.
             calls.append((path, scope["query_string"].decode()))
+            await respond(send, json.dumps(jsonable(scope)).encode())
         elif path == "/hints":
             for link in LINKS:
                 await send({"type": "http.response.early_hint", "links": [link]})

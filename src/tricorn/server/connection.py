@@ -127,6 +127,9 @@ class Connection:
         self._closed = False
         self._transport_closed = False
         self._behind = 0  # bytes queued behind the write in progress (_WRITE_BEHIND)
+        self._queued = 0  # multiplexed sends queued in the adapter so far
+        self._written = 0  # ... of which a write has completed (a later close
+        # must not make a send fail whose frames another stream's write delivered)
         self._broken = False  # a read or write failed: no lingering
         self._reading = False  # the read loop waits in receive()
         self._read_returned: anyio.Event | None = None
@@ -206,6 +209,8 @@ class Connection:
             if not await self._flush():
                 raise ClientDisconnected("the connection is closed")
         else:
+            self._queued += 1
+            ticket = self._queued  # written once self._written reaches it
             size = _payload(events)
             if size < _COALESCE_BELOW and not self._writing:
                 # Let the other streams that are ready run first: their
@@ -213,7 +218,9 @@ class Connection:
                 # record) instead of one write per small response. (A large
                 # chunk is worth its own write.)
                 await anyio.lowlevel.checkpoint()
-            if self._writing and self._behind + size < _WRITE_BEHIND:
+            if self._written >= ticket:
+                pass  # another stream's write took these frames along
+            elif self._writing and self._behind + size < _WRITE_BEHIND:
                 # The task writing now takes these frames in its drain loop:
                 # no need to queue for the write turn (a scheduler round
                 # trip each under trio). Bounded: past _WRITE_BEHIND bytes
@@ -304,8 +311,10 @@ class Connection:
         try:
             adapter = self.adapter
             while data := adapter.data_to_send():
+                taken = self._queued  # every send queued so far is in ``data``
                 self._behind = 0
                 await self.transport.send(data)
+                self._written = taken
             return True
         except _BROKEN:
             self._mark_broken()
