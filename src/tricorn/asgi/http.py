@@ -48,7 +48,7 @@ from ..protocol.events import (
 )
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["HTTPCycle", "State", "StreamPort"]
+__all__ = ["HTTPCycle", "State", "StreamPort", "add_defaults", "app_headers"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -199,14 +199,14 @@ class HTTPCycle:
         path = message.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise AppProtocolError(f"http.response.push path must start with '/': {path!r}")
-        headers = _headers(message.get("headers", ()))
+        headers = app_headers(message.get("headers", ()))
         await self._emit(PushPromise(self._port.stream_id, path.encode("utf-8"), headers))
 
     async def _on_start(self, message: Message) -> None:
         status = message.get("status")
         if type(status) is not int or not 200 <= status <= 599:
             raise AppProtocolError(f"http.response.start status must be an int 200-599: {status!r}")
-        headers = _headers(message.get("headers", ()))
+        headers = app_headers(message.get("headers", ()))
         self._add_defaults(headers)
         self.status = status
         self.response_headers = headers
@@ -254,7 +254,7 @@ class HTTPCycle:
         await self._on_body({"body": b"", "more_body": False})
 
     async def _on_trailers(self, message: Message) -> None:
-        self._trailers.extend(_headers(message.get("headers", ())))
+        self._trailers.extend(app_headers(message.get("headers", ())))
         if message.get("more_trailers", False):
             return
         self.state = State.DONE
@@ -262,16 +262,7 @@ class HTTPCycle:
         self._port.finish()
 
     def _add_defaults(self, headers: Headers) -> None:
-        defaults = self._default_headers()
-        if not defaults:
-            return
-        for item in defaults:  # two at most (server, date): no set needed
-            name = item[0]
-            for present, _ in headers:
-                if present == name:
-                    break
-            else:
-                headers.append(item)
+        add_defaults(headers, self._default_headers())
 
     async def _emit(self, *events: Event) -> None:
         try:
@@ -393,13 +384,24 @@ _POLICY: dict[str, Callable[[HTTPCycle, BaseException | None], Any]] = {
 }
 
 
+def add_defaults(headers: Headers, defaults: Headers) -> None:
+    """Append the ``defaults`` (``server``, ``date``) the app did not set."""
+    for item in defaults:  # two at most: no set needed
+        name = item[0]
+        for present, _ in headers:
+            if present == name:
+                break
+        else:
+            headers.append(item)
+
+
 def _bytes(value: object, field: str) -> bytes:
     if isinstance(value, bytes):
         return value
     raise AppProtocolError(f"{field} must contain bytes, got {type(value).__name__}")
 
 
-def _headers(raw: Iterable[Any]) -> Headers:
+def app_headers(raw: Iterable[Any]) -> Headers:
     """Validate the app's headers: an iterable of two bytes each; names are
     lower-cased (HTTP/2 and HTTP/3 require it)."""
     headers: Headers = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..protocol.events import ConnectionInfo, Request
+from ..protocol.events import ConnectionInfo, Headers, Request
 from .types import Scope
 
 __all__ = ["ASGI_VERSION", "ScopeFactory", "split_target"]
@@ -59,7 +59,7 @@ class ScopeFactory:
     :param state: the lifespan state; each scope gets a shallow copy.
     """
 
-    __slots__ = ("_base", "_extensions", "_push_extensions", "_state")
+    __slots__ = ("_base", "_extensions", "_push_extensions", "_state", "_ws_extensions")
 
     def __init__(self, info: ConnectionInfo, root_path: str, state: dict[str, Any]) -> None:
         extensions = dict(_HTTP_EXTENSIONS)
@@ -67,6 +67,9 @@ class ScopeFactory:
             extensions["tls"] = info.tls
         self._extensions = extensions
         self._push_extensions = {**extensions, "http.response.push": {}}
+        self._ws_extensions: dict[str, Any] = {"websocket.http.response": {}}
+        if info.tls is not None:
+            self._ws_extensions["tls"] = info.tls
         self._state = state
         self._base: dict[str, Any] = {
             "asgi": ASGI_VERSION,
@@ -94,3 +97,33 @@ class ScopeFactory:
         scope["extensions"] = dict(self._push_extensions if pushable else self._extensions)
         scope["state"] = dict(self._state)
         return scope
+
+    def websocket(self, request: Request) -> Scope:
+        """The ``websocket`` scope of ``request`` (an upgrade or an extended
+        CONNECT): scheme ``ws`` or ``wss``, the offered subprotocols."""
+        raw_path, query_string = split_target(request.target)
+        scope = dict(self._base)
+        scheme = request.scheme if request.scheme is not None else scope["scheme"]
+        scope["type"] = "websocket"
+        scope["http_version"] = request.http_version
+        scope["scheme"] = "wss" if scheme == "https" else "ws"
+        scope["path"] = decode_path(raw_path)
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query_string
+        scope["headers"] = request.headers
+        scope["subprotocols"] = subprotocols(request.headers)
+        scope["extensions"] = dict(self._ws_extensions)
+        scope["state"] = dict(self._state)
+        return scope
+
+
+def subprotocols(headers: Headers) -> list[str]:
+    """The subprotocols a WebSocket client offers
+    (``Sec-WebSocket-Protocol``), in its order."""
+    offered: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            for item in value.decode("latin-1").split(","):
+                if item.strip():
+                    offered.append(item.strip())
+    return offered

@@ -30,7 +30,6 @@ __all__ = ["FIELDS", "FIELDS_BY_KEY", "WIRED", "Field", "field_for", "suggest"]
 
 WIRED = "wired"
 _H3 = "parsed and validated; behaviour comes with the HTTP/3 issue"
-_WS = "parsed and validated; behaviour comes with the WebSocket issue"
 _PROD = "parsed and validated; behaviour comes with the production-serving issue"
 
 MIB = 1024 * 1024
@@ -370,7 +369,9 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "max_app_queue_size",
         kinds.integer(minimum=1),
         10,
-        "Request-body chunks buffered for an app that has not read them yet.",
+        "Request-body chunks (or WebSocket messages) buffered for an app that has not"
+        " read them yet; past it the server stops reading (HTTP/2: stops crediting"
+        " the stream's window).",
     ),
     _setting(
         "max_requests",
@@ -473,15 +474,14 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "websocket_max_message_size",
         kinds.integer(minimum=1, unit="bytes"),
         16 * MIB,
-        "Largest WebSocket message accepted.",
-        status=_WS,
+        "Largest WebSocket message accepted, after decompression; a larger one"
+        " closes the WebSocket with 1009 (message too big).",
     ),
     _setting(
         "websocket_ping_interval",
         _OPT_SECONDS,
         None,
-        "Seconds between WebSocket pings.",
-        status=_WS,
+        "Ping a WebSocket peer after this many seconds without input (off by default).",
     ),
     _setting(
         "worker_class",
@@ -589,15 +589,21 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         "websocket_permessage_deflate",
         kinds.boolean(),
         True,
-        "Offer WebSocket permessage-deflate compression.",
-        status=_WS,
+        "Accept WebSocket permessage-deflate compression when the client offers it.",
     ),
     _own(
         "websocket_ping_timeout",
         _OPT_SECONDS,
         20.0,
-        "Close a WebSocket peer that does not answer a ping within this.",
-        status=_WS,
+        "Drop a WebSocket peer that does not answer a server ping within this"
+        " (with websocket_ping_interval).",
+    ),
+    _own(
+        "websocket_close_timeout",
+        _OPT_SECONDS,
+        5.0,
+        "Seconds a WebSocket peer has to answer our Close frame before the"
+        " connection (HTTP/2: the stream) is ended.",
     ),
     _own(
         "forwarded_allow_ips",

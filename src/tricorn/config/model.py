@@ -112,6 +112,7 @@ class Config:
     quic_retry: bool = _default("quic_retry")
     websocket_permessage_deflate: bool = _default("websocket_permessage_deflate")
     websocket_ping_timeout: float | None = _default("websocket_ping_timeout")
+    websocket_close_timeout: float | None = _default("websocket_close_timeout")
     forwarded_allow_ips: tuple[str, ...] = _default("forwarded_allow_ips")
     proxy_protocol: bool = _default("proxy_protocol")
     metrics_bind: str | None = _default("metrics_bind")

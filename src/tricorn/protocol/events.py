@@ -1,7 +1,7 @@
 """The protocol-agnostic event vocabulary of tricorn.
 
-Every protocol adapter (HTTP/1.1 today; HTTP/2, HTTP/3 and WebSocket framing
-later) turns bytes into these events and these events into bytes. Nothing
+Every protocol adapter (HTTP/1.1, HTTP/2; HTTP/3 later; the WebSocket
+framing they share) turns bytes into these events and these events into bytes. Nothing
 from h11, h2, aioquic or wsproto crosses the adapter boundary.
 
 Rule 1: every event that concerns a request carries ``stream_id``. HTTP/1.1 is
@@ -9,10 +9,17 @@ the one-stream case: its adapter numbers the requests of a connection 1, 3,
 5, ... (odd, like HTTP/2 client streams) and never has two open at once.
 
 Inbound (adapter -> core):  Request, Body, EndBody, Trailers, StreamClosed,
-                            ConnectionClosed, ProtocolSwitch, Writable
+                            ConnectionClosed, ProtocolSwitch, Writable,
+                            WebSocketMessage, WebSocketClose
 Outbound (core -> adapter): InformationalResponse, Response, Data, EndData,
                             Trailers, ResetStream, PushPromise, ReadyForBody,
-                            BodyConsumed
+                            BodyConsumed, WebSocketAccept, WebSocketMessage,
+                            WebSocketClose
+
+A WebSocket is a stream too: its ``Request`` has ``protocol="websocket"``;
+the application answers ``WebSocketAccept`` (or an HTTP response: a
+denial), and from then on messages flow both ways until one
+``WebSocketClose`` each way.
 
 Headers are ``list[tuple[bytes, bytes]]`` with lower-cased names everywhere.
 """
@@ -41,6 +48,9 @@ __all__ = [
     "Response",
     "StreamClosed",
     "Trailers",
+    "WebSocketAccept",
+    "WebSocketClose",
+    "WebSocketMessage",
     "Writable",
 ]
 
@@ -82,6 +92,7 @@ class Request:
     expect_continue: bool = False
     trailers_accepted: bool = False  # the client sent ``TE: trailers``
     raw_headers: Headers | None = None  # original case, when h11_pass_raw_headers
+    protocol: str | None = None  # "websocket": an upgrade / extended CONNECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +147,38 @@ class Writable:
     stream_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One whole WebSocket message: ``str`` for text, ``bytes`` for binary
+    (inbound from the peer, outbound from the application)."""
+
+    stream_id: int
+    data: bytes | str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketClose:
+    """The WebSocket's end. Inbound: the peer's close code and reason, or
+    ``1006`` when the connection ended without a Close (sent once). Outbound:
+    the application closes with ``code``."""
+
+    stream_id: int
+    code: int = 1000
+    reason: str = ""
+
+
 # ---------------------------------------------------------------- outbound
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketAccept:
+    """The application accepts the WebSocket: the adapter answers the
+    handshake (``101`` on HTTP/1.1, ``200`` on HTTP/2 and HTTP/3) with the
+    chosen subprotocol, the negotiated extensions and ``headers``."""
+
+    stream_id: int
+    subprotocol: str | None = None
+    headers: Headers = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,4 +274,7 @@ Event = (
     | ReadyForBody
     | BodyConsumed
     | Writable
+    | WebSocketAccept
+    | WebSocketMessage
+    | WebSocketClose
 )

@@ -63,6 +63,16 @@ from .events import (
     Response,
     StreamClosed,
     Trailers,
+    WebSocketAccept,
+    WebSocketClose,
+    WebSocketMessage,
+)
+from .websocket import (
+    WebSocketFramer,
+    WSSettings,
+    accept_key,
+    handshake_problem,
+    negotiate,
 )
 
 __all__ = ["H1Adapter", "H1Settings"]
@@ -84,6 +94,18 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _GOAWAY_PROTOCOL_ERROR = bytes.fromhex("0000080700000000000000000000000001")
 _HTTP1_LINE = re.compile(rb" HTTP/1\.\d\r?$")  # a request line that claims HTTP/1.x
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")  # token68 of RFC 7540 §3.2.1
+# Handshake fields the server writes itself; the application's are dropped.
+_WS_OWN_FIELDS = frozenset(
+    (
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-accept",
+        b"sec-websocket-protocol",
+        b"sec-websocket-extensions",
+        b"content-length",
+        b"transfer-encoding",
+    )
+)
 _HOP_BY_HOP = frozenset(
     (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"transfer-encoding", b"te")
 )
@@ -155,15 +177,17 @@ class H1Settings:
     pass_raw_headers: bool = False
     h2c: bool = False  # cleartext: recognise the HTTP/2 preface and Upgrade: h2c
     h2c_max_upgrade_body: int = 1024 * 1024  # larger bodies are served over HTTP/1.1
+    websocket: WSSettings = WSSettings()  # noqa: RUF009 - frozen: one shared default
 
 
 class _Reject(Exception):
     """A request head we refuse; becomes an error response and a close."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers or []
 
 
 class H1Adapter:
@@ -202,6 +226,10 @@ class H1Adapter:
         self._upgrade: tuple[Request, bytes] | None = None  # (request, HTTP2-Settings)
         self._upgrade_body: list[bytes] = []
         self._upgrade_size = 0
+        self._ws_headers: Headers | None = None  # the WebSocket request awaiting accept
+        self._ws: WebSocketFramer | None = None  # after the 101: the connection is a WebSocket
+        self._ws_pending = b""  # bytes that followed the upgrade request
+        self._ws_events: list[Event] = []  # for next_events: a close decided at accept
 
     def _new_parser(self) -> h11.Connection:
         return h11.Connection(
@@ -214,6 +242,8 @@ class H1Adapter:
     def wants_read(self) -> bool:
         if self._closing or self._eof or self._poll:
             return False
+        if self._ws is not None:
+            return self._queued < self.settings.max_queued_body
         if not self._in_request:
             return True  # waiting for a request head
         if not self._body_complete:
@@ -231,6 +261,8 @@ class H1Adapter:
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         if self._closing:
             return []
+        if self._ws is not None:
+            return self._ws_receive(data, now)
         if self._sniff is not None:
             if not data:  # the peer closed before a whole preface or request
                 self._h11.receive_data(self._sniff)
@@ -273,6 +305,13 @@ class H1Adapter:
                 return []
             self._close_sent = True
             return [ConnectionClosed(self._close_reason)]
+        if self._ws is not None:
+            if not self._poll:
+                return []
+            self._poll = False
+            events, self._ws_events = self._ws_events, []
+            data, self._ws_pending = self._ws_pending, b""
+            return events + self._ws_receive(data, now) if data else events
         if self._poll:
             self._poll = False
             return self._parse(now)
@@ -308,7 +347,7 @@ class H1Adapter:
                         events.append(EndBody(self.stream_id))
                     continue
             except _Reject as exc:
-                return events + self._reject(exc.status, exc.reason)
+                return events + self._reject(exc.status, exc.reason, exc.headers)
             except h11.RemoteProtocolError as exc:
                 return events + self._on_protocol_error(exc, head)
             kind = type(event)
@@ -352,6 +391,8 @@ class H1Adapter:
         framing = 0
         expect_trailers = False
         keep_alive = version == b"1.1"
+        upgrade: bytes | None = None
+        connection = b""
         for name, value in headers:
             if name == b"host":
                 if _HOST.fullmatch(value) is None:
@@ -360,10 +401,24 @@ class H1Adapter:
                 framing += 1
             elif name == b"te":
                 expect_trailers = b"trailers" in value.lower()
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
+            elif name == b"connection":
+                connection += b"," + value.lower()
+                if b"close" in connection:
+                    keep_alive = False
+            elif name == b"upgrade":
+                upgrade = value if upgrade is None else upgrade + b"," + value
         if framing:
             _check_framing(head, http10=version == b"1.0")
+        protocol = None
+        if upgrade is not None and _websocket_upgrade(event.method, version, upgrade, connection):
+            if framing:
+                raise _Reject(400, "a WebSocket upgrade with a body")
+            problem = handshake_problem(headers, key_required=True)
+            if problem is not None:
+                status, extra, reason = problem
+                raise _Reject(status, reason, extra)
+            protocol = "websocket"
+        self._ws_headers = headers if protocol else None
         self._requests += 1
         self._in_request = True
         self._response_started = False
@@ -387,6 +442,7 @@ class H1Adapter:
             expect_continue=self._expect_100,
             trailers_accepted=expect_trailers,
             raw_headers=list(event.headers.raw_items()) if self.settings.pass_raw_headers else None,
+            protocol=protocol,
         )
 
     def _collect_upgrade_body(self, data: bytes) -> list[Event]:
@@ -464,11 +520,11 @@ class H1Adapter:
             self._in_request = False
         return events + self._close(reason)
 
-    def _reject(self, status: int, reason: str) -> list[Event]:
+    def _reject(self, status: int, reason: str, headers: Headers | None = None) -> list[Event]:
         """Answer a request we refuse with a short text/plain response."""
         if not self._response_started:
             self._response_started = True
-            self._out.append(_error_response(status, reason))
+            self._out.append(_error_response(status, reason, headers))
         return self._close(f"{status} {reason}")
 
     def _close(self, reason: str) -> list[Event]:
@@ -513,6 +569,68 @@ class H1Adapter:
         elif kind is ResetStream:
             self._in_request = False
             self._close_later("response aborted")
+        elif kind is WebSocketMessage or kind is WebSocketClose:
+            ws = self._ws
+            if ws is not None:
+                ws.send(event)
+                self._ws_flush(ws)
+        elif kind is WebSocketAccept:
+            assert isinstance(event, WebSocketAccept)
+            self._accept_websocket(event)
+
+    # ------------------------------------------------------------ WebSocket
+
+    def _accept_websocket(self, event: WebSocketAccept) -> None:
+        """``101 Switching Protocols``; the connection is a WebSocket now."""
+        request = self._ws_headers
+        if request is None or self._response_started:
+            raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
+        settings = self.settings.websocket
+        key = next(value for name, value in request if name == b"sec-websocket-key")
+        extensions, accepted = negotiate(request, settings)
+        fields: Headers = [
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", accept_key(key.strip())),
+        ]
+        if event.subprotocol:
+            fields.append((b"sec-websocket-protocol", event.subprotocol.encode("latin-1")))
+        if accepted is not None:
+            fields.append((b"sec-websocket-extensions", accepted))
+        fields += [item for item in event.headers if item[0] not in _WS_OWN_FIELDS]
+        head, _, _ = _serialize_fields(fields, [b"HTTP/1.1 101 Switching Protocols\r\n"])
+        self._out.append(head + b"\r\n")
+        self._response_started = True
+        self._ws_headers = None
+        self._ws = ws = WebSocketFramer(self.stream_id, settings, extensions)
+        self._ws_pending = self._h11.trailing_data[0]  # frames sent right after the head
+        if self._shutdown:  # accepted while shutting down: Close 1001 at once
+            self._ws_events = ws.begin_shutdown()
+            self._out.append(ws.data_to_send())
+        self._poll = bool(self._ws_pending or self._ws_events)
+
+    def _ws_receive(self, data: bytes, now: float) -> list[Event]:
+        ws = self._ws
+        assert ws is not None
+        if data:
+            events = ws.receive(data, now)
+        else:
+            self._eof = True
+            events = ws.receive_eof()
+        for event in events:
+            if type(event) is WebSocketMessage:
+                self._queued += 1  # BodyConsumed takes it back
+        return events + self._ws_flush(ws)
+
+    def _ws_flush(self, ws: WebSocketFramer) -> list[Event]:
+        """Take the framer's bytes; once the WebSocket is over, close."""
+        out = ws.data_to_send()
+        if out:
+            self._out.append(out)
+        if ws.done and not self._closing:
+            self._in_request = False
+            return self._close("WebSocket closed")
+        return []
 
     def _send_response(self, event: Response) -> None:
         head, length, close = _serialize_head(event.status, event.headers)
@@ -647,6 +765,8 @@ class H1Adapter:
     def next_deadline(self, now: float) -> float | None:
         if self._closing:
             return None
+        if self._ws is not None:
+            return self._ws.next_deadline(now)
         settings = self.settings
         deadline: float | None = None
         if not self._in_request:
@@ -674,6 +794,9 @@ class H1Adapter:
         return deadline
 
     def handle_timeout(self, now: float) -> list[Event]:
+        ws = self._ws
+        if ws is not None:
+            return [] if self._closing else ws.handle_timeout(now) + self._ws_flush(ws)
         deadline = self.next_deadline(now)
         if deadline is None or now < deadline:
             return []
@@ -691,6 +814,9 @@ class H1Adapter:
 
     def begin_shutdown(self) -> list[Event]:
         self._shutdown = True
+        ws = self._ws
+        if ws is not None:
+            return [] if self._closing else ws.begin_shutdown() + self._ws_flush(ws)
         if self._closing or self._in_request or self._poll:
             return []
         return self._close("shutting down")
@@ -698,6 +824,18 @@ class H1Adapter:
 
 def _add(start: float, timeout: float | None) -> float | None:
     return None if timeout is None else start + timeout
+
+
+def _websocket_upgrade(method: bytes, version: bytes, upgrade: bytes, connection: bytes) -> bool:
+    """A request asking for a WebSocket (RFC 6455 §4.1): GET, HTTP/1.1,
+    ``Upgrade: websocket`` and ``Connection: upgrade``. Anything else is
+    served as plain HTTP (an upgrade is optional for the server)."""
+    return (
+        method == b"GET"
+        and version == b"1.1"
+        and b"websocket" in _tokens(upgrade.lower())
+        and b"upgrade" in _tokens(connection)
+    )
 
 
 def _check_head_size(head: bytes, limit: int) -> None:
@@ -780,11 +918,12 @@ def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int 
     return b"".join(parts), length, close
 
 
-def _error_response(status: int, reason: str) -> bytes:
+def _error_response(status: int, reason: str, headers: Headers | None = None) -> bytes:
     body = f"{status} {_REASONS.get(status, b'').decode()}: {reason}\n".encode()
     return b"".join(
         (
             _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
+            *(b"%s: %s\r\n" % item for item in headers or ()),
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",

@@ -35,7 +35,16 @@ HPACK; this module decides everything h2 leaves to its user:
   64 CONTINUATION frames).
 * **Shutdown** sends GOAWAY(NO_ERROR) as a raw frame (h2's
   ``close_connection`` would stop it from processing the streams still in
-  flight); the connection closes once they are done.
+  flight); the connection closes once they are done. Open WebSockets get
+  Close 1001 then.
+* **WebSockets** (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is 1; an
+  extended CONNECT with ``:protocol = websocket`` is a WebSocket request
+  (any other CONNECT gets 501). Once the application accepts (``200``), a
+  :class:`~tricorn.protocol.websocket.WebSocketFramer` turns the stream's
+  DATA into messages and back. Its DATA is credited while fewer than
+  ``max_queued_messages`` messages wait for the application and its
+  outbound queue is short, so a peer that floods (pings, messages) and
+  never reads is held by its stream window.
 """
 
 from __future__ import annotations
@@ -77,8 +86,12 @@ from .events import (
     Response,
     StreamClosed,
     Trailers,
+    WebSocketAccept,
+    WebSocketClose,
+    WebSocketMessage,
     Writable,
 )
+from .websocket import WebSocketFramer, WSSettings, handshake_problem, negotiate
 
 __all__ = ["PREFACE", "H2Adapter", "H2Settings"]
 
@@ -94,6 +107,11 @@ _PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
 _ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
 _PRUNE_AT = 32  # h2 drops closed streams when a connection holds more than this
 _SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
+# WebSocket handshake fields the server writes itself; the application's are dropped.
+_WS_OWN_FIELDS = frozenset(
+    (b"sec-websocket-protocol", b"sec-websocket-extensions", b"content-length")
+)
+_WS_BACKLOG = 65536  # a WebSocket's unsent output past which its input is not credited
 
 _NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # lower-case tokens only
 _VALUE_BAD = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")  # RFC 9113 §8.2.1
@@ -125,6 +143,9 @@ class H2Settings:
         close the connection if it is not answered within as long again.
     :param max_control_frames: frames without request progress accepted per
         second before GOAWAY(ENHANCE_YOUR_CALM).
+    :param max_queued_messages: WebSocket messages waiting for the
+        application before the stream's DATA is no longer credited.
+    :param websocket: the WebSocket framing's limits.
     """
 
     max_concurrent_streams: int = 100
@@ -136,6 +157,8 @@ class H2Settings:
     keep_alive_max_requests: int = 1000
     ping_interval: float | None = None
     max_control_frames: int = 1000
+    max_queued_messages: int = 10
+    websocket: WSSettings = WSSettings()  # noqa: RUF009 - frozen: one shared default
 
 
 class _Connection(h2.connection.H2Connection):
@@ -284,6 +307,9 @@ class _Stream:
         "urgency",
         "waiting",
         "want_end",
+        "ws",
+        "ws_early",
+        "ws_queued",
     )
 
     def __init__(self, scheme: str, authority: bytes | None, head_request: bool) -> None:
@@ -305,6 +331,9 @@ class _Stream:
         self.urgency = 3
         self.incremental = False
         self.waiting = False  # the core waits for writable()
+        self.ws: WebSocketFramer | None = None  # an accepted WebSocket's framing
+        self.ws_early: list[bytes] | None = None  # a WebSocket request's DATA before accept
+        self.ws_queued = 0  # WebSocket messages delivered, not yet consumed
 
 
 class H2Adapter:
@@ -344,6 +373,7 @@ class H2Adapter:
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 _SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441
             },
         )
         # Settings built with initial values count as acknowledged already,
@@ -355,6 +385,9 @@ class H2Adapter:
         self._conn = conn
         self._streams: dict[int, _Stream] = {}
         self._sending: dict[int, _Stream] = {}  # streams with queued output
+        self._websockets: dict[int, _Stream] = {}  # accepted WebSockets, for their timers
+        self._ws_requests: dict[int, Headers] = {}  # WebSocket requests awaiting accept
+        self._shutdown = False
         self._events: list[Event] = []  # for next_events (pushed requests)
         self._out = bytearray()
         self._requests = 0
@@ -442,6 +475,11 @@ class H2Adapter:
 
     def next_deadline(self, now: float) -> float | None:
         deadline: float | None = None
+        for stream in self._websockets.values():
+            assert stream.ws is not None
+            due = stream.ws.next_deadline(now)
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
         timeout = self.settings.keep_alive_timeout
         if not self._streams and timeout is not None:
             if self._idle_since is None:
@@ -456,6 +494,14 @@ class H2Adapter:
     def handle_timeout(self, now: float) -> list[Event]:
         if self._closing:
             return []
+        events: list[Event] = []
+        for stream_id, stream in list(self._websockets.items()):
+            assert stream.ws is not None
+            events += stream.ws.handle_timeout(now)
+            self._ws_out(stream_id, stream)
+        return events + self._handle_timeout(now)
+
+    def _handle_timeout(self, now: float) -> list[Event]:
         timeout = self.settings.keep_alive_timeout
         if (
             not self._streams
@@ -477,8 +523,16 @@ class H2Adapter:
         return []
 
     def begin_shutdown(self) -> list[Event]:
+        self._shutdown = True
+        events: list[Event] = []
+        for stream_id, stream in list(self._websockets.items()):
+            assert stream.ws is not None
+            events += stream.ws.begin_shutdown()  # Close 1001
+            self._ws_out(stream_id, stream)
         if self._goaway_last is None and not self._closing:
             self._send_goaway(NO_ERROR)
+        if events:
+            return events
         if self._close_due():
             self._closing = True
             return self._close_report("shutdown")
@@ -515,7 +569,18 @@ class H2Adapter:
             self._sending[event.stream_id] = stream
         elif kind is BodyConsumed:
             assert isinstance(event, BodyConsumed)
-            self._credit(event.stream_id, stream, event.amount)
+            if stream.ws is not None:
+                stream.ws_queued -= 1
+                self._ws_credit(stream_id, stream)
+            else:
+                self._credit(event.stream_id, stream, event.amount)
+        elif kind is WebSocketMessage or kind is WebSocketClose:
+            if stream.ws is not None:
+                stream.ws.send(event)
+                self._ws_out(stream_id, stream)
+        elif kind is WebSocketAccept:
+            assert isinstance(event, WebSocketAccept)
+            self._accept_websocket(stream_id, stream, event)
         elif kind is InformationalResponse:
             assert isinstance(event, InformationalResponse)
             if stream.head is None and not stream.ended_out:
@@ -595,6 +660,8 @@ class H2Adapter:
         if stream.waiting:
             stream.waiting = False
             self._events.append(Writable(stream_id))
+        if stream.ws is not None and stream.credit:
+            self._ws_credit(stream_id, stream)  # its backlog went out
         return False
 
     def _finish_out(self, stream_id: int, stream: _Stream) -> None:
@@ -611,6 +678,8 @@ class H2Adapter:
         if self._streams.pop(stream_id, None) is None:
             return
         self._sending.pop(stream_id, None)
+        self._websockets.pop(stream_id, None)
+        self._ws_requests.pop(stream_id, None)
         if stream.credit:
             # The stream is closed for h2: this credits the connection only.
             self._conn.acknowledge_received_data(stream.credit, stream_id)
@@ -758,15 +827,25 @@ class H2Adapter:
         if isinstance(parsed, str):
             self._refuse(stream_id, PROTOCOL_ERROR)
             return
-        method, scheme, authority, path, headers, length, urgency, incremental, te = parsed
+        method, scheme, authority, path, headers, length, urgency, incremental, te, protocol = (
+            parsed
+        )
         stream = _Stream(scheme, authority, method == b"HEAD")
         stream.expected_length = length
         stream.urgency = urgency
         stream.incremental = incremental
         self._streams[stream_id] = stream
         if method == b"CONNECT":
-            self._answer(stream_id, stream, 501)
-            return
+            # A tunnel (plain CONNECT) or another protocol: not served here.
+            if protocol != b"websocket":
+                self._answer(stream_id, stream, 501)
+                return
+            problem = handshake_problem(headers, key_required=False)
+            if problem is not None:
+                self._answer(stream_id, stream, problem[0], problem[1])
+                return
+            stream.ws_early = []
+            self._ws_requests[stream_id] = headers
         self._requests += 1
         events.append(
             Request(
@@ -778,6 +857,7 @@ class H2Adapter:
                 scheme=scheme,
                 authority=authority,
                 trailers_accepted=te,
+                protocol="websocket" if stream.ws_early is not None else None,
             )
         )
         if self._requests >= self.settings.keep_alive_max_requests and self._goaway_last is None:
@@ -802,6 +882,13 @@ class H2Adapter:
             if event.stream_ended is None:
                 self._flood_count += 1
             return
+        if stream.ws_early is not None:  # a WebSocket's frames
+            stream.credit += len(data)
+            if stream.ws is None:
+                stream.ws_early.append(data)  # before the accept: held (uncredited)
+            else:
+                self._ws_receive(stream_id, stream, data, events)
+            return
         stream.body_length += len(data)
         if stream.expected_length is not None and stream.body_length > stream.expected_length:
             self._malformed(stream_id, stream, events)
@@ -814,6 +901,11 @@ class H2Adapter:
         if stream is None or stream.ended_in:
             return
         stream.ended_in = True
+        if stream.ws_early is not None:  # a WebSocket: its end without Close is 1006
+            if stream.ws is not None:
+                events += stream.ws.receive_eof()
+                self._ws_out(stream_id, stream)
+            return
         if stream.expected_length is not None and stream.body_length != stream.expected_length:
             self._malformed(stream_id, stream, events)
             return
@@ -857,11 +949,80 @@ class H2Adapter:
         except h2.exceptions.H2Error:
             pass
 
-    def _answer(self, stream_id: int, stream: _Stream, status: int) -> None:
+    def _answer(
+        self, stream_id: int, stream: _Stream, status: int, headers: Headers | None = None
+    ) -> None:
         """A response the adapter gives itself (CONNECT: not served)."""
-        stream.head = [(b":status", _STATUS[status]), (b"content-length", b"0")]
+        stream.head = [(b":status", _STATUS[status]), *(headers or ()), (b"content-length", b"0")]
         stream.want_end = True
         self._sending[stream_id] = stream
+
+    # ------------------------------------------------------------ WebSocket
+
+    def _accept_websocket(self, stream_id: int, stream: _Stream, event: WebSocketAccept) -> None:
+        """``200`` on the CONNECT stream; its DATA are WebSocket frames now."""
+        request = stream.ws_early
+        if request is None or stream.ws is not None or stream.head is not None:
+            raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
+        settings = self.settings.websocket
+        headers = self._ws_requests.pop(stream_id, [])
+        extensions, accepted = negotiate(headers, settings)
+        fields: Headers = []
+        if event.subprotocol:
+            fields.append((b"sec-websocket-protocol", event.subprotocol.encode("latin-1")))
+        if accepted is not None:
+            fields.append((b"sec-websocket-extensions", accepted))
+        fields += [item for item in event.headers if item[0] not in _WS_OWN_FIELDS]
+        stream.head = _response_head(200, fields)
+        self._sending[stream_id] = stream
+        stream.ws = WebSocketFramer(stream_id, settings, extensions, self._last_input)
+        self._websockets[stream_id] = stream
+        events: list[Event] = []
+        if request:
+            stream.ws_early = []
+            self._ws_receive(stream_id, stream, b"".join(request), events)
+        if stream.ended_in:
+            events += stream.ws.receive_eof()
+        elif self._shutdown:  # accepted while shutting down: Close 1001 at once
+            events += stream.ws.begin_shutdown()
+        self._ws_out(stream_id, stream)
+        self._events += events
+
+    def _ws_receive(
+        self, stream_id: int, stream: _Stream, data: bytes, events: list[Event]
+    ) -> None:
+        ws = stream.ws
+        assert ws is not None
+        for event in ws.receive(data, self._last_input):
+            if type(event) is WebSocketMessage:
+                stream.ws_queued += 1
+            events.append(event)
+        self._ws_out(stream_id, stream)
+        self._ws_credit(stream_id, stream)
+
+    def _ws_out(self, stream_id: int, stream: _Stream) -> None:
+        """Queue the framer's bytes as the stream's DATA; END_STREAM once the
+        WebSocket is over."""
+        ws = stream.ws
+        if ws is None or stream.ended_out:
+            return
+        data = ws.data_to_send()
+        if data:
+            stream.pending.append(data)
+            self._sending[stream_id] = stream
+        if ws.done and not stream.want_end:
+            stream.want_end = True
+            self._sending[stream_id] = stream
+            self._websockets.pop(stream_id, None)
+
+    def _ws_credit(self, stream_id: int, stream: _Stream) -> None:
+        """Credit a WebSocket's DATA while the application keeps up and the
+        peer reads what we send (answers to its pings included)."""
+        if not stream.credit or stream.ws_queued >= self.settings.max_queued_messages:
+            return
+        if sum(len(chunk) for chunk in stream.pending) - stream.offset > _WS_BACKLOG:
+            return
+        self._credit(stream_id, stream, stream.credit)
 
     # ------------------------------------------------------------ closing
 
@@ -984,6 +1145,7 @@ class _Parsed(NamedTuple):
     urgency: int
     incremental: bool
     te: bool
+    protocol: bytes | None  # RFC 8441 :protocol (extended CONNECT)
 
 
 def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
@@ -997,6 +1159,7 @@ def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
     length: int | None = None
     urgency, incremental = 3, False
     te = False
+    protocol: bytes | None = None
     for name, value in raw:
         if name[:1] == b":":
             if regular:
@@ -1017,6 +1180,10 @@ def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
                 if authority is not None:
                     return "duplicate :authority"
                 authority = value
+            elif name == b":protocol":
+                if protocol is not None:
+                    return "duplicate :protocol"
+                protocol = value
             else:
                 return f"pseudo-header {name!r} not allowed in requests"
             if _VALUE_BAD.search(value):
@@ -1049,10 +1216,16 @@ def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
         headers.append((name, value))
     if method is None:
         return "missing :method"
-    if method == b"CONNECT":
+    if protocol is not None:
+        # RFC 8441 §4: only on CONNECT, which then has :scheme and :path too.
+        if method != b"CONNECT" or authority is None:
+            return ":protocol outside an extended CONNECT with :authority"
+    elif method == b"CONNECT":
         if scheme is not None or path is not None or authority is None:
             return "CONNECT needs :authority only"
-        return _Parsed(method, "http", authority, b"", headers, length, urgency, incremental, te)
+        return _Parsed(
+            method, "http", authority, b"", headers, length, urgency, incremental, te, None
+        )
     if scheme is None or path is None:
         return "missing :scheme or :path"
     if not path or (path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS")):
@@ -1069,7 +1242,16 @@ def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
     return _Parsed(
-        method, scheme.decode("latin-1"), authority, path, headers, length, urgency, incremental, te
+        method,
+        scheme.decode("latin-1"),
+        authority,
+        path,
+        headers,
+        length,
+        urgency,
+        incremental,
+        te,
+        protocol,
     )
 
 

@@ -49,6 +49,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 import anyio
@@ -58,6 +59,7 @@ from anyio.abc import ByteStream, TaskGroup
 
 from ..asgi.http import HTTPCycle
 from ..asgi.scope import ScopeFactory
+from ..asgi.websocket import WebSocketCycle
 from ..errors import ClientDisconnected
 from ..protocol.base import ProtocolAdapter
 from ..protocol.events import (
@@ -70,6 +72,7 @@ from ..protocol.events import (
     Request,
     ResetStream,
     StreamClosed,
+    WebSocketMessage,
     Writable,
 )
 from ..protocol.http1 import H1Adapter
@@ -114,6 +117,9 @@ class Connection:
         self._streams_done: anyio.Event | None = None  # set when the last stream ends
         self._resume: anyio.Event | None = None  # the read loop waits for wants_read
         self._poke = anyio.Event()  # wakes the control task
+        # The running backend's Event class: anyio.Event() looks the backend
+        # up on every call, which costs more than the event on hot paths.
+        self.new_event: Callable[[], anyio.Event] = type(self._poke)
         self._deadline: float | None = None  # the adapter's, as last asked
         self._timer_at = math.inf  # when the control task wakes up on its own
         keep_alive = ctx.config.keep_alive_timeout
@@ -205,6 +211,10 @@ class Connection:
             # write below starts before anyone woken here can run, so a
             # close decided now still comes after these bytes.
             self._wake()
+            if stream.websocket and type(events[0]) is not WebSocketMessage:
+                # An accept starts the ping timer, a Close the close timer:
+                # the read loop, blocked in a read, would not arm them.
+                self._set_deadline(adapter.next_deadline(anyio.current_time()))
         if not self._multiplexed:
             if not await self._flush():
                 raise ClientDisconnected("the connection is closed")
@@ -284,7 +294,7 @@ class Connection:
     async def _acquire_write(self) -> None:
         while self._writing:
             if self._write_done is None:
-                self._write_done = anyio.Event()
+                self._write_done = self.new_event()
             await self._write_done.wait()
         self._writing = True
         self._writes += 1
@@ -361,7 +371,7 @@ class Connection:
             if not poke.is_set():
                 with anyio.move_on_at(self._timer_at):
                     await poke.wait()
-            self._poke = anyio.Event()
+            self._poke = self.new_event()
             if self._is_closed():  # (a method: mypy narrows attributes across awaits)
                 break
             adapter = self.adapter  # (an h2c switch replaces it)
@@ -370,6 +380,7 @@ class Connection:
                 self._shutdown_done = True
                 if await self._handle(adapter.begin_shutdown()):
                     break
+                self._deadline = adapter.next_deadline(now)  # WebSockets' close timers
             if self._resume is None:  # else the read loop polls itself
                 events = adapter.next_events(now)
                 if events and await self._handle(events):
@@ -381,6 +392,7 @@ class Connection:
             if deadline is not None and now >= deadline:
                 if await self._handle(adapter.handle_timeout(now)):
                     break
+                self._wake()  # e.g. HTTP/2: its last stream ended after a GOAWAY
                 deadline = self._deadline = adapter.next_deadline(now)
             if deadline is None or deadline <= now:
                 self._timer_at = now + self._recheck
@@ -451,7 +463,7 @@ class Connection:
                 return
 
     async def _wait_for_resume(self) -> None:
-        self._resume = anyio.Event()
+        self._resume = self.new_event()
         if not self.adapter.wants_read and not self._closed:
             await self._resume.wait()
         self._resume = None
@@ -480,7 +492,7 @@ class Connection:
                     stream.writable()
                     continue
                 stream.feed(event)
-                if kind is StreamClosed and self._multiplexed:
+                if kind is StreamClosed and self._multiplexed and not stream.websocket:
                     stream.cancel()  # reset by the peer: the call ends now
         if not await self._flush():
             return True
@@ -504,7 +516,7 @@ class Connection:
             # the limit at once, whatever the peer does.
             self.adapter.send(ResetStream(request.stream_id, REFUSED_STREAM))
             return
-        stream = Stream(self, request.stream_id)
+        stream = Stream(self, request.stream_id, request.protocol == "websocket")
         self._streams[request.stream_id] = stream
         if self._idle_runners:  # reuse a task: cheaper than spawning one
             self._idle_runners.pop().assign(stream, request)
@@ -515,7 +527,7 @@ class Connection:
     async def _runner(self, stream: Stream, request: Request) -> None:
         """Run streams one after another; park between them (HTTP/1.1 reuses
         one runner for every request of the connection)."""
-        slot = _RunnerSlot()
+        slot = _RunnerSlot(self.new_event)
         while True:
             await self._run_stream(stream, request)
             if self._closed:
@@ -528,8 +540,13 @@ class Connection:
 
     async def _run_stream(self, stream: Stream, request: Request) -> None:
         ctx = self.ctx
-        scope = self._scopes.http(request)
-        cycle = HTTPCycle(ctx.app, scope, stream, ctx.default_headers)
+        cycle: HTTPCycle | WebSocketCycle
+        if request.protocol == "websocket":
+            scope = self._scopes.websocket(request)
+            cycle = WebSocketCycle(ctx.app, scope, stream, ctx.default_headers)
+        else:
+            scope = self._scopes.http(request)
+            cycle = HTTPCycle(ctx.app, scope, stream, ctx.default_headers)
         access_log = ctx.access_log
         started = time.perf_counter() if access_log.enabled else 0.0
         try:
@@ -622,10 +639,11 @@ def _host(request: Request) -> str:
 class _RunnerSlot:
     """Where a parked runner task waits for its next stream."""
 
-    __slots__ = ("_event", "_work")
+    __slots__ = ("_event", "_new_event", "_work")
 
-    def __init__(self) -> None:
-        self._event = anyio.Event()
+    def __init__(self, new_event: Callable[[], anyio.Event]) -> None:
+        self._new_event = new_event
+        self._event = new_event()
         self._work: tuple[Stream, Request] | None = None
 
     def assign(self, stream: Stream | None, request: Request | None = None) -> None:
@@ -635,6 +653,6 @@ class _RunnerSlot:
 
     async def wait(self) -> tuple[Stream, Request] | None:
         await self._event.wait()
-        self._event = anyio.Event()
+        self._event = self._new_event()
         work, self._work = self._work, None
         return work

@@ -28,11 +28,12 @@ from ..errors import StartupFailure
 from ..logging import AccessLogger
 from ..protocol.http1 import H1Settings
 from ..protocol.http2 import H2Settings
+from ..protocol.websocket import WSSettings
 from ..sockets import BoundSockets, bind_sockets, describe
 from .context import BackendIO, DefaultHeaders, ServerContext
 from .listeners import Listener
 
-__all__ = ["h1_settings", "h2_settings", "serve"]
+__all__ = ["h1_settings", "h2_settings", "serve", "ws_settings"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -51,6 +52,18 @@ def h1_settings(config: Config) -> H1Settings:
         max_queued_body=config.max_app_queue_size,
         pass_raw_headers=config.h11_pass_raw_headers,
         h2c_max_upgrade_body=config.h2_initial_window_size,
+        websocket=ws_settings(config),
+    )
+
+
+def ws_settings(config: Config) -> WSSettings:
+    """The WebSocket framing's settings, from the config."""
+    return WSSettings(
+        max_message_size=config.websocket_max_message_size,
+        ping_interval=config.websocket_ping_interval,
+        ping_timeout=config.websocket_ping_timeout,
+        close_timeout=config.websocket_close_timeout,
+        permessage_deflate=config.websocket_permessage_deflate,
     )
 
 
@@ -66,6 +79,8 @@ def h2_settings(config: Config) -> H2Settings:
         keep_alive_max_requests=config.keep_alive_max_requests,
         ping_interval=config.h2_ping_interval,
         max_control_frames=config.h2_max_control_frames,
+        max_queued_messages=config.max_app_queue_size,
+        websocket=ws_settings(config),
     )
 
 

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import ClientDisconnected
-from ..protocol.events import Body, Event, ReadyForBody, StreamClosed
+from ..protocol.events import (
+    Body,
+    Event,
+    ReadyForBody,
+    StreamClosed,
+    WebSocketClose,
+    WebSocketMessage,
+)
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -37,10 +44,12 @@ class Stream:
         "_waiter",
         "_writable",
         "stream_id",
+        "websocket",
     )
 
-    def __init__(self, connection: Connection, stream_id: int) -> None:
+    def __init__(self, connection: Connection, stream_id: int, websocket: bool = False) -> None:
         self.stream_id = stream_id
+        self.websocket = websocket  # a reset is reported, not a cancellation
         self._connection = connection
         self._events: deque[Event] = deque()
         self._waiter: anyio.Event | None = None
@@ -54,8 +63,9 @@ class Stream:
         self._events.append(event)
         if self._waiter is not None:
             self._waiter.set()
-        if type(event) is StreamClosed:
-            self._closed = True
+        kind = type(event)
+        if kind is StreamClosed or kind is WebSocketClose:
+            self._closed = True  # (a WebSocket's close: sends are refused from now)
             self.writable()  # a send waiting for the window ends too
 
     @property
@@ -77,7 +87,7 @@ class Stream:
 
     async def wait_writable(self) -> None:
         """Wait for :meth:`writable` (or the stream's end)."""
-        self._writable = anyio.Event()
+        self._writable = self._connection.new_event()
         await self._writable.wait()
         self._writable = None
 
@@ -91,15 +101,18 @@ class Stream:
             except ClientDisconnected:
                 self.feed(StreamClosed(self.stream_id))
         while not self._events:
-            self._waiter = anyio.Event()
+            self._waiter = self._connection.new_event()
             await self._waiter.wait()
             self._waiter = None
         event = self._events[0]
         if type(event) is StreamClosed:
             return event  # sticky: every later receive() sees it too
         self._events.popleft()
-        if type(event) is Body:
-            await self._connection.body_consumed(self.stream_id, len(event.data))
+        kind = type(event)
+        if kind is Body:
+            await self._connection.body_consumed(self.stream_id, len(event.data))  # type: ignore[union-attr]
+        elif kind is WebSocketMessage:
+            await self._connection.body_consumed(self.stream_id, 1)  # one message fewer queued
         return event
 
     async def send(self, *events: Event) -> None:

@@ -82,6 +82,7 @@ TRICORN_KEYS = [
     "quic_retry",
     "websocket_permessage_deflate",
     "websocket_ping_timeout",
+    "websocket_close_timeout",
     "forwarded_allow_ips",
     "proxy_protocol",
     "metrics_bind",

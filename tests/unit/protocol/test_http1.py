@@ -1209,6 +1209,7 @@ NO_UPGRADE = {
     "upgrade to websocket": (
         b"Host: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: websocket\r\n"
         b"HTTP2-Settings: " + SETTINGS_B64 + b"\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     ),
 }
 

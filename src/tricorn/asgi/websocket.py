@@ -1,0 +1,355 @@
+"""One ASGI ``websocket`` call per WebSocket, whatever carries it.
+
+Theory of operation
+-------------------
+:class:`WebSocketCycle` runs ``app(scope, receive, send)`` for one
+WebSocket request, talking to the connection only through a
+:class:`~tricorn.asgi.http.StreamPort`, like the HTTP cycle: the same code
+serves WebSockets over HTTP/1.1, HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220).
+Framing, pings and the closing handshake happen in the protocol layer; the
+cycle sees whole messages (``WebSocketMessage``) and one ``WebSocketClose``.
+
+Rule 1: the only state is ``self.state``; which app message is legal in
+which state is the table ``_TRANSITIONS``.
+
+* ``websocket.connect`` is the first ``receive()``;
+* ``websocket.accept`` answers the handshake (subprotocol, extra headers);
+* ``websocket.close`` before accepting is a ``403``; the
+  ``websocket.http.response`` extension sends any other response instead
+  (status, headers, a streamed body);
+* then messages both ways; the peer's close (or the connection's loss:
+  ``1006``) is ``websocket.disconnect`` with its code and reason, and
+  later sends raise :class:`~tricorn.errors.ClientDisconnected`.
+
+The app-error policy is ``_POLICY`` at the bottom: before the handshake is
+answered an application error is a ``500``; after it, Close ``1011``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ..errors import AppProtocolError, ClientDisconnected
+from ..protocol.events import (
+    Data,
+    EndData,
+    Event,
+    Headers,
+    ResetStream,
+    Response,
+    StreamClosed,
+    WebSocketAccept,
+    WebSocketClose,
+    WebSocketMessage,
+)
+from .http import StreamPort, add_defaults, app_headers
+from .types import ASGIApp, Message, Scope
+
+__all__ = ["WebSocketCycle"]
+
+log = logging.getLogger("tricorn.error")
+
+_ABNORMAL = 1006
+_INTERNAL_ERROR = 1011
+_ERROR_BODY = b"Internal Server Error"
+_NOT_FOUND = b"Not Found"
+
+
+class State(enum.Enum):
+    """Where the WebSocket is. Values are only for reprs."""
+
+    HANDSHAKE = "waiting for websocket.accept, websocket.close or a denial response"
+    CONNECTED = "connected"
+    RESPONSE = "sending the denial response"
+    CLOSED = "closed"
+
+
+class WebSocketCycle:
+    """Runs one ASGI WebSocket call.
+
+    :param app: the ASGI 3 application.
+    :param scope: the ``websocket`` scope.
+    :param port: the stream's connection to the event core.
+    :param default_headers: ``server`` and ``date``, added to the handshake
+        response and denials unless the app set them.
+    """
+
+    __slots__ = (
+        "_close",
+        "_connected",
+        "_default_headers",
+        "_head",
+        "_port",
+        "app",
+        "response_headers",
+        "scope",
+        "sent_bytes",
+        "state",
+        "status",
+    )
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        port: StreamPort,
+        default_headers: Callable[[], Headers],
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self._port = port
+        self._default_headers = default_headers
+        self.state = State.HANDSHAKE
+        self.status = 0
+        self.sent_bytes = 0
+        self.response_headers: Headers = []
+        self._connected = False  # websocket.connect was received
+        self._close: tuple[int, str] | None = None  # the code and reason, once closed
+        self._head: Response | None = None  # a denial's head, held for its body
+
+    # ------------------------------------------------------------ receive
+
+    async def receive(self) -> Message:
+        """ASGI ``receive``: ``websocket.connect``, then messages, then
+        ``websocket.disconnect`` (sticky)."""
+        if not self._connected:
+            self._connected = True
+            return {"type": "websocket.connect"}
+        while self._close is None:
+            event = await self._port.receive()
+            kind = type(event)
+            if kind is WebSocketMessage:
+                assert isinstance(event, WebSocketMessage)
+                data = event.data
+                if type(data) is str:
+                    return {"type": "websocket.receive", "text": data}
+                return {"type": "websocket.receive", "bytes": data}
+            if kind is WebSocketClose:
+                assert isinstance(event, WebSocketClose)
+                self._closed(event.code, event.reason)
+            elif kind is StreamClosed:
+                self._closed(_ABNORMAL, "")
+            # (Body, EndBody: the request head's empty body)
+        code, reason = self._close
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    def _closed(self, code: int, reason: str) -> None:
+        self._close = (code, reason)
+        self.state = State.CLOSED
+        self._port.finish()
+
+    # ------------------------------------------------------------ send
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send``: validate ``message`` against the state table.
+
+        :raises ClientDisconnected: the WebSocket is closed.
+        :raises AppProtocolError: the message is not allowed now, or malformed.
+        """
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise AppProtocolError(f"ASGI message without a type: {message!r}") from None
+        if self.state is State.CLOSED:
+            raise ClientDisconnected("the WebSocket is closed")
+        handler = _TRANSITIONS[self.state].get(message_type)
+        if handler is None:
+            raise AppProtocolError(
+                f"unexpected ASGI message {message_type!r} while {self.state.value}"
+            )
+        await handler(self, message)
+
+    async def _on_accept(self, message: Message) -> None:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and not isinstance(subprotocol, str):
+            raise AppProtocolError(f"websocket.accept subprotocol must be a str: {subprotocol!r}")
+        headers = app_headers(message.get("headers", ()))
+        self._add_defaults(headers)
+        self.status = 101 if self.scope.get("http_version") in ("1.0", "1.1") else 200
+        self.response_headers = headers
+        await self._emit(WebSocketAccept(self._port.stream_id, subprotocol, headers))
+        self.state = State.CONNECTED
+
+    async def _on_send(self, message: Message) -> None:
+        data = message.get("bytes")
+        text = message.get("text")
+        if (data is None) == (text is None):
+            raise AppProtocolError("websocket.send needs exactly one of bytes and text")
+        if data is not None:
+            if not isinstance(data, bytes):
+                if not isinstance(data, bytearray | memoryview):
+                    raise AppProtocolError(f"websocket.send bytes must be bytes: {type(data)!r}")
+                data = bytes(data)
+            payload: bytes | str = data
+        elif isinstance(text, str):
+            payload = text
+        else:
+            raise AppProtocolError(f"websocket.send text must be a str: {type(text)!r}")
+        await self._emit(WebSocketMessage(self._port.stream_id, payload))
+        self.sent_bytes += len(payload)
+
+    async def _on_close(self, message: Message) -> None:
+        code = message.get("code", 1000)
+        reason = message.get("reason") or ""
+        if type(code) is not int or not 1000 <= code <= 4999:
+            raise AppProtocolError(f"websocket.close code must be an int 1000-4999: {code!r}")
+        if not isinstance(reason, str):
+            raise AppProtocolError(f"websocket.close reason must be a str: {reason!r}")
+        if self.state is State.HANDSHAKE:  # refused before accepting
+            await self._respond(403, [], b"")
+        else:
+            await self._emit(WebSocketClose(self._port.stream_id, code, reason))
+        self._closed(code, reason)
+
+    async def _on_response_start(self, message: Message) -> None:
+        status = message.get("status")
+        if type(status) is not int or not 200 <= status <= 599:  # a final response
+            raise AppProtocolError(
+                f"websocket.http.response.start status must be an int 200-599: {status!r}"
+            )
+        headers = app_headers(message.get("headers", ()))
+        self._add_defaults(headers)
+        self.status = status
+        self.response_headers = headers
+        self._head = Response(self._port.stream_id, status, headers)
+        self.state = State.RESPONSE
+
+    async def _on_response_body(self, message: Message) -> None:
+        body = message.get("body", b"")
+        if not isinstance(body, bytes):
+            if not isinstance(body, bytearray | memoryview):
+                raise AppProtocolError(
+                    f"websocket.http.response.body body must be bytes: {type(body)!r}"
+                )
+            body = bytes(body)
+        stream_id = self._port.stream_id
+        events: list[Event] = [] if self._head is None else [self._head]
+        if body:
+            events.append(Data(stream_id, body))
+        more = bool(message.get("more_body", False))
+        if not more:
+            events.append(EndData(stream_id))
+        if events:
+            await self._emit(*events)
+        self._head = None
+        self.sent_bytes += len(body)
+        if not more:
+            self._closed(1000, "")
+
+    async def _respond(self, status: int, headers: Headers, body: bytes) -> None:
+        """A whole response of our own (a refusal, an error)."""
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
+        self._add_defaults(headers)
+        self.status = status
+        self.response_headers = headers
+        stream_id = self._port.stream_id
+        events: list[Event] = [Response(stream_id, status, headers)]
+        if body:
+            events.append(Data(stream_id, body))
+        events.append(EndData(stream_id))
+        await self._emit(*events)
+
+    async def refuse(self) -> None:
+        """Answer 404 without calling the app (a Host not in ``server_names``)."""
+        try:
+            await self._respond(404, [(b"content-type", b"text/plain; charset=utf-8")], _NOT_FOUND)
+        except ClientDisconnected:
+            pass
+        self._closed(_ABNORMAL, "")
+
+    def _add_defaults(self, headers: Headers) -> None:
+        add_defaults(headers, self._default_headers())
+
+    async def _emit(self, *events: Event) -> None:
+        try:
+            await self._port.send(*events)
+        except ClientDisconnected:
+            if self._close is None:
+                self._closed(_ABNORMAL, "")
+            raise
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        """Call the application once and apply the error policy to how it
+        ended. Never raises, except cancellation."""
+        try:
+            result: object = await self.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except anyio.get_cancelled_exc_class():
+            raise
+        except ClientDisconnected:
+            log.debug("client disconnected during WebSocket %s", self.scope["path"])
+            return
+        except BaseException as exc:  # the app-error boundary
+            await _POLICY["raised"](self, exc)
+            return
+        if result is not None:
+            await _POLICY["returned a value"](self, AppProtocolError(f"returned {result!r}"))
+        elif self.state is State.CONNECTED:
+            await self._finish(1000)  # the app is done: a normal close
+        elif self.state is not State.CLOSED:
+            await _POLICY["returned early"](self, None)
+
+    async def _fail(self, exc: BaseException | None) -> None:
+        """500 before the handshake is answered; Close 1011 after; a reset
+        in the middle of a denial's body."""
+        path = self.scope.get("path")
+        if exc is not None:
+            log.error("Exception in ASGI application (WebSocket %s)", path, exc_info=exc)
+        else:
+            log.error("ASGI application returned without answering the WebSocket (%s)", path)
+        state = self.state
+        try:
+            if state is State.HANDSHAKE or (state is State.RESPONSE and self._head is not None):
+                self._head = None
+                await self._respond(
+                    500, [(b"content-type", b"text/plain; charset=utf-8")], _ERROR_BODY
+                )
+                self._closed(_ABNORMAL, "")
+            elif state is State.CONNECTED:
+                await self._finish(_INTERNAL_ERROR)
+            elif state is State.RESPONSE:
+                self._closed(_ABNORMAL, "")
+                await self._port.send(ResetStream(self._port.stream_id))
+        except ClientDisconnected:
+            pass
+
+    async def _finish(self, code: int) -> None:
+        try:
+            await self._emit(WebSocketClose(self._port.stream_id, code, ""))
+        except ClientDisconnected:
+            return
+        self._closed(code, "")
+
+
+_TRANSITIONS: dict[State, dict[str, Any]] = {
+    State.HANDSHAKE: {
+        "websocket.accept": WebSocketCycle._on_accept,
+        "websocket.close": WebSocketCycle._on_close,
+        "websocket.http.response.start": WebSocketCycle._on_response_start,
+    },
+    State.CONNECTED: {
+        "websocket.send": WebSocketCycle._on_send,
+        "websocket.close": WebSocketCycle._on_close,
+    },
+    State.RESPONSE: {"websocket.http.response.body": WebSocketCycle._on_response_body},
+    State.CLOSED: {},
+}
+
+# How an application call can end, and what follows (STYLE.md principle 14):
+#   raised            -> traceback logged once; 500 before the handshake is
+#                        answered, Close 1011 after, a reset mid-denial
+#   returned a value  -> logged as an error, then as "raised"
+#   returned early    -> (before answering the handshake) logged; 500
+# Returning while connected is a normal end: Close 1000. ClientDisconnected
+# escaping the app is the expected end of a closed WebSocket (debug log).
+_POLICY: dict[str, Callable[[WebSocketCycle, BaseException | None], Any]] = {
+    "raised": WebSocketCycle._fail,
+    "returned a value": WebSocketCycle._fail,
+    "returned early": WebSocketCycle._fail,
+}
