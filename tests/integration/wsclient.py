@@ -204,7 +204,11 @@ async def _connect(url: str, ssl_context: ssl.SSLContext | None) -> ByteStream:
     stream: ByteStream = await anyio.connect_tcp(host, port)
     if ssl_context is not None:
         stream = await anyio.streams.tls.TLSStream.wrap(
-            stream, server_side=False, hostname="localhost", ssl_context=ssl_context
+            stream,
+            server_side=False,
+            hostname="localhost",
+            ssl_context=ssl_context,
+            standard_compatible=False,  # tricorn closes without close_notify
         )
     return stream
 
