@@ -651,6 +651,26 @@ def test_begin_shutdown_closes_1001() -> None:
     assert not reads(a)
 
 
+def test_accepted_during_shutdown_closes_1001_at_once() -> None:
+    # Shutdown began while the app was deciding: the WebSocket it accepts
+    # is told to go away right after the 101, and so is the app.
+    a = make_adapter()
+    events = a.receive_data(upgrade(), NOW)
+    assert isinstance(events[0], Request)
+    assert a.begin_shutdown() == []
+    a.send(WebSocketAccept(1))
+    line, _, rest = split_head(a.data_to_send())
+    assert line == b"HTTP/1.1 101 Switching Protocols"
+    client = Connection(ConnectionType.CLIENT)
+    (close,) = client_events(client, rest)
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1001
+    assert a.next_events(NOW) == [WebSocketClose(1, 1001, "")]
+    assert a.receive_data(client.send(close.response()), NOW) == [
+        ConnectionClosed("WebSocket closed")
+    ]
+
+
 def test_begin_shutdown_after_app_close_sends_nothing_more() -> None:
     a = make_adapter()
     client, _ = open_websocket(a)

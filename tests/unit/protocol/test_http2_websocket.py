@@ -670,6 +670,20 @@ def test_begin_shutdown_closes_websockets_1001() -> None:
     assert peer.adapter.next_events(0.0) == []
 
 
+def test_accepted_during_shutdown_closes_1001_at_once() -> None:
+    peer = Peer()
+    assert peer.request(1, connect_headers(), end=False) == [ws_request(1)]
+    assert peer.adapter.begin_shutdown() == []  # nothing accepted yet
+    peer.adapter.send(WebSocketAccept(1))
+    assert peer.adapter.next_events(0.0) == [WebSocketClose(1, 1001, "")]
+    peer.read(client=False)
+    assert goaway(peer) == (NO_ERROR, 1)
+    client = Connection(ConnectionType.CLIENT)
+    (close,) = client_events(client, ws_data(peer))
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1001
+
+
 def test_begin_shutdown_with_plain_stream_and_websocket() -> None:
     peer = Peer()
     client = open_websocket(peer, 1)
