@@ -3,8 +3,10 @@ sequences of well-formed but hostile frames, fed in arbitrary splits while
 time passes and a simulated application sends and closes, never make the
 framer raise, emit anything but whole messages within the size limit and at
 most one close, or write anything but whole unmasked frames (nothing after
-its Close). Valid client traffic cut anywhere always comes out as the same
-messages."""
+its Close). When the peer breaks the protocol, the application may still
+answer what came before before it takes the close; then (or at the close
+timeout) the Close goes out with the failure's code. Valid client traffic
+cut anywhere always comes out as the same messages."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from tricorn.protocol.events import Event, Headers, WebSocketClose, WebSocketMessage
 from tricorn.protocol.websocket import WebSocketFramer, WSSettings, negotiate
 
-from ..unit.protocol.test_websocket import client_frame, server_frames
+from ..unit.protocol.test_websocket import RawFrame, client_frame, server_frames
 from .test_http1_hostile import splits
 
 HYPOTHESIS = settings(max_examples=100, deadline=None)
@@ -52,8 +54,11 @@ class Driver:
         self.now = 0.0
         self.messages: list[bytes | str] = []
         self.closes: list[WebSocketClose] = []
-        self.app_closed = False  # the application sent WebSocketClose
+        self.app_closed = False  # the application sent WebSocketClose before any close event
+        self.taken = False  # the application took the close event (or closed after it)
         self.close_sent = False  # a Close frame went out
+        self.close_code: int | None = None  # its code
+        self.sent_before_close = False  # our Close was out before the close event
 
     def check(self, events: Sequence[Event]) -> None:
         assert isinstance(events, list)
@@ -69,17 +74,32 @@ class Driver:
                 assert type(event.code) is int
                 assert 1000 <= event.code <= 4999
                 self.closes.append(event)
+                self.sent_before_close = self.close_sent
         assert len(self.closes) + self.app_closed <= 1
         if self.framer.done:
             assert self.framer.closing
             assert self.closes or self.app_closed
             assert self.framer.next_deadline(self.now) is None
         self.drain()
+        if self.closes and self.close_sent and not self.sent_before_close:
+            # The Close that answers a close event (the peer's, a failure's,
+            # the shutdown's) has its code; 1006 never goes out (a ping
+            # timeout: 1011); 1005 is an empty Close.
+            code = self.closes[0].code
+            if code == 1005:
+                assert self.close_code is None
+            elif code != 1006:
+                assert self.close_code == code, (self.close_code, code)
 
-    def drain(self) -> None:
+    def held(self) -> bool:
+        """A failure's Close waits for the application."""
+        return bool(self.closes) and not self.close_sent and not self.framer.done
+
+    def drain(self) -> list[RawFrame]:
         data = self.framer.data_to_send()
         assert type(data) is bytes
-        for frame in server_frames(data):  # whole unmasked frames, minimal lengths
+        frames = server_frames(data)
+        for frame in frames:  # whole unmasked frames, minimal lengths
             assert not self.close_sent, "a frame after our Close"
             assert frame.rsv in (0, 0x40)
             if frame.opcode == CLOSE:
@@ -90,6 +110,8 @@ class Driver:
                     assert 1000 <= code <= 4999
                     assert code not in (1004, 1005, 1006, 1015)
                     frame.payload[2:].decode("utf-8")
+                    self.close_code = code
+        return frames
 
     def feed(self, chunk: bytes, advance: float) -> None:
         self.now += advance
@@ -108,10 +130,37 @@ class Driver:
                 self.check(self.framer.handle_timeout(self.now))
 
     def act(self, action: int) -> None:
-        """One application step, while it has not heard of the end."""
-        if self.closes or self.app_closed:
+        """One application step, while it has not heard of the end; told
+        of it but not having looked yet, it may still answer (echo) or
+        close, or it takes the close (the adapter then calls ``release``)."""
+        if self.app_closed or self.taken:
             return
         framer = self.framer
+        if self.closes:
+            held = self.held()
+            if action in (0, 1):
+                echo = self.messages[-1] if self.messages else "echo"
+                framer.send(WebSocketMessage(SID, echo))
+                frames = self.drain()
+                if held:  # the echo goes out; the Close still waits
+                    assert [frame.opcode for frame in frames] in ([0x1], [0x2]), frames
+                    assert self.held()
+                self.check([])
+                return
+            if action == 2:  # it closes before it looks: the failure's code goes out
+                framer.send(WebSocketClose(SID, 4000, "bye"))
+            else:
+                framer.release()
+            self.taken = True
+            self.check([])
+            if held:
+                assert framer.done
+                assert self.close_sent
+                assert self.close_code == self.closes[0].code
+            # Once it has taken the close, only the peer's answer to our
+            # Close (after a shutdown's 1001) is awaited.
+            assert framer.done or self.closes[0].code == 1001
+            return
         if action == 0:
             framer.send(WebSocketMessage(SID, "é" * 70))
         elif action == 1:
@@ -375,7 +424,11 @@ def test_message_size_limit_is_exact(
     else:
         assert closes == [WebSocketClose(SID, 1009, closes[0].reason)]
         assert events[-1] is closes[0]
-        assert framer.done
+        # The Close waits for the application (the pongs before it go out).
+        assert (framer.closing, framer.done) == (True, False)
+        assert CLOSE not in [frame.opcode for frame in server_frames(framer.data_to_send())]
+        framer.release()
+        assert (framer.closing, framer.done) == (True, True)
         frames = server_frames(framer.data_to_send())
-        assert frames[-1].opcode == CLOSE
-        assert frames[-1].payload[:2] == b"\x03\xf1"  # 1009
+        assert [frame.opcode for frame in frames] == [CLOSE]
+        assert frames[0].payload[:2] == b"\x03\xf1"  # 1009

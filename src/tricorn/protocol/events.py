@@ -251,7 +251,9 @@ class ReadyForBody:
 @dataclass(frozen=True, slots=True)
 class BodyConsumed:
     """The application took ``amount`` bytes of request body (HTTP/2 and
-    HTTP/3 credit the flow-control window now, not on arrival)."""
+    HTTP/3 credit the flow-control window now, not on arrival). On a
+    WebSocket: one message (``amount`` 1), or the inbound ``WebSocketClose``
+    (``amount`` 0: a Close held back after a protocol error may go now)."""
 
     stream_id: int
     amount: int

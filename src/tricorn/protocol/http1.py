@@ -549,6 +549,12 @@ class H1Adapter:
         elif kind is EndData:
             self._end_body(None)
         elif kind is BodyConsumed:
+            assert isinstance(event, BodyConsumed)
+            ws = self._ws
+            if ws is not None and not event.amount:  # the app saw the close
+                ws.release()
+                self._ws_flush(ws, later=True)
+                return
             self._queued -= 1
             if self._queued == self.settings.max_queued_body - 1:
                 self._body_since = None  # reading resumes; restart the timers then
@@ -573,7 +579,7 @@ class H1Adapter:
             ws = self._ws
             if ws is not None:
                 ws.send(event)
-                self._ws_flush(ws)
+                self._ws_flush(ws, later=True)
         elif kind is WebSocketAccept:
             assert isinstance(event, WebSocketAccept)
             self._accept_websocket(event)
@@ -622,13 +628,17 @@ class H1Adapter:
                 self._queued += 1  # BodyConsumed takes it back
         return events + self._ws_flush(ws)
 
-    def _ws_flush(self, ws: WebSocketFramer) -> list[Event]:
-        """Take the framer's bytes; once the WebSocket is over, close."""
+    def _ws_flush(self, ws: WebSocketFramer, *, later: bool = False) -> list[Event]:
+        """Take the framer's bytes; once the WebSocket is over, close (now,
+        or ``later`` from ``send``: at the core's next ``next_events``)."""
         out = ws.data_to_send()
         if out:
             self._out.append(out)
         if ws.done and not self._closing:
             self._in_request = False
+            if later:
+                self._close_later("WebSocket closed")
+                return []
             return self._close("WebSocket closed")
         return []
 

@@ -570,6 +570,10 @@ class H2Adapter:
         elif kind is BodyConsumed:
             assert isinstance(event, BodyConsumed)
             if stream.ws is not None:
+                if not event.amount:  # the app saw the close: a held Close goes out
+                    stream.ws.release()
+                    self._ws_out(stream_id, stream)
+                    return
                 stream.ws_queued -= 1
                 self._ws_credit(stream_id, stream)
             else:

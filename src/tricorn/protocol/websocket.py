@@ -257,6 +257,7 @@ class WebSocketFramer:
     __slots__ = (
         "_closing_since",
         "_compressed",
+        "_failure",
         "_last_input",
         "_out",
         "_parts",
@@ -287,6 +288,7 @@ class WebSocketFramer:
         self._parts: list[Any] = []  # the fragments of the message being received
         self._size = 0
         self.closing = False  # we sent Close (or gave up): messages are dropped
+        self._failure: tuple[int, str] | None = None  # a Close held for release()
         self.done = False  # the WebSocket is over: the transport or stream may end
         self._told = False  # the application got its WebSocketClose
         self._closing_since: float | None = None
@@ -297,8 +299,8 @@ class WebSocketFramer:
 
     def receive(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the peer; the messages and close they complete."""
-        if self.done:
-            return []
+        if self.done or self._failure is not None:
+            return []  # (after a protocol error the input is dropped)
         self._last_input = now
         events: list[Event] = []
         if self._simple and not self.closing:
@@ -370,7 +372,7 @@ class WebSocketFramer:
                     continue  # after our Close: nobody listens
                 problem = self._on_data(event, events)
                 if problem:
-                    return events + self._fail(_TOO_BIG, problem)
+                    return events + self._fail(_TOO_BIG, problem, hold=True)
             elif isinstance(event, Ping):
                 if self._ws.state is ConnectionState.OPEN:
                     self._out.append(self._ws.send(event.response()))
@@ -410,7 +412,7 @@ class WebSocketFramer:
         if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer
             self._out.append(self._ws.send(event.response()))
         elif state is not ConnectionState.CLOSED:  # wsproto found a protocol error
-            return self._fail(int(event.code), event.reason or "")
+            return self._fail(int(event.code), event.reason or "", hold=True)
         self.closing = self.done = True  # (CLOSED: the answer to our Close)
         return self._tell(int(event.code), event.reason or "")
 
@@ -418,15 +420,37 @@ class WebSocketFramer:
         """The transport or stream ended: ``1006`` if no Close came."""
         if self.done:
             return []
+        self._failure = None  # a held Close has nowhere to go
         self.closing = self.done = True
         return self._tell(_ABNORMAL, "")
 
-    def _fail(self, code: int, reason: str, *, told: int | None = None) -> list[Event]:
-        """Fail the WebSocket (RFC 6455 §7.1.7): Close ``code``, and done."""
+    def _fail(
+        self, code: int, reason: str, *, told: int | None = None, hold: bool = False
+    ) -> list[Event]:
+        """Fail the WebSocket (RFC 6455 §7.1.7): Close ``code``, and done.
+
+        With ``hold`` (the peer broke the protocol) the Close waits until
+        the application has seen the close (:meth:`release`), or
+        ``close_timeout``: the answers it is still sending to the messages
+        before the error (an echo, say) go out first. Input is dropped
+        meanwhile."""
+        if hold and not self.closing and self._ws.state is ConnectionState.OPEN:
+            self._failure = (code, reason)
+            self.closing = True
+            return self._tell(code, reason)
         if not self.closing and self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(CloseConnection(code, reason)))
         self.closing = self.done = True
         return self._tell(code if told is None else told, reason)
+
+    def release(self) -> None:
+        """The application has seen the close: a Close held back by
+        :meth:`_fail` goes out now, and the WebSocket is done."""
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            self._out.append(self._ws.send(CloseConnection(*failure)))
+            self.done = True
 
     def _tell(self, code: int, reason: str) -> list[Event]:
         if self._told:
@@ -439,9 +463,13 @@ class WebSocketFramer:
     def send(self, event: Event) -> None:
         """Frame an application's ``WebSocketMessage`` or ``WebSocketClose``;
         both are dropped once the WebSocket is closing (the stream refuses
-        sends then)."""
+        sends once the application has seen the close), except while a
+        failure's Close is held back for them."""
         if self.closing:
-            return
+            if self._failure is not None and isinstance(event, WebSocketClose):
+                self.release()  # the app is done answering: our Close now
+            if self._failure is None:
+                return
         if isinstance(event, WebSocketMessage):
             data = event.data
             if isinstance(data, str):
@@ -503,7 +531,8 @@ class WebSocketFramer:
         deadline = self.next_deadline(now)
         if deadline is None or now < deadline:
             return []
-        if self.closing:  # our Close went unanswered
+        if self.closing:  # our Close went unanswered, or the app never looked
+            self.release()
             self.done = True
             return self._tell(_ABNORMAL, "")
         if self._ping_sent is not None:

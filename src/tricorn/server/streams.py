@@ -63,9 +63,8 @@ class Stream:
         self._events.append(event)
         if self._waiter is not None:
             self._waiter.set()
-        kind = type(event)
-        if kind is StreamClosed or kind is WebSocketClose:
-            self._closed = True  # (a WebSocket's close: sends are refused from now)
+        if type(event) is StreamClosed:
+            self._closed = True
             self.writable()  # a send waiting for the window ends too
 
     @property
@@ -113,6 +112,12 @@ class Stream:
             await self._connection.body_consumed(self.stream_id, len(event.data))  # type: ignore[union-attr]
         elif kind is WebSocketMessage:
             await self._connection.body_consumed(self.stream_id, 1)  # one message fewer queued
+        elif kind is WebSocketClose:
+            # Sends are refused from now. The adapter hears that the app saw
+            # the close (amount 0): a Close held back after a protocol error
+            # goes out behind the app's answers to the messages before it.
+            self._closed = True
+            await self._connection.body_consumed(self.stream_id, 0)
         return event
 
     async def send(self, *events: Event) -> None:

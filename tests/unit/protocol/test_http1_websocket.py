@@ -463,6 +463,29 @@ def test_backpressure() -> None:
     assert reads(a)
 
 
+def released(a: H1Adapter, client: Connection, code: int) -> None:
+    """The application takes the WebSocketClose of a failure (the core
+    sends ``BodyConsumed(1, 0)``): the Close held back till then goes out,
+    and the connection closes at the next ``next_events`` (``send`` cannot
+    return events)."""
+    assert a.data_to_send() == b""  # held until now
+    assert a.next_events(NOW) == []
+    a.send(BodyConsumed(1, 0))
+    (close,) = client_events(client, a.data_to_send())
+    assert isinstance(close, CloseConnection)
+    assert close.code == code
+    assert not reads(a)
+    assert a.next_events(NOW) == [ConnectionClosed("WebSocket closed")]
+    assert a.next_events(NOW) == []
+    assert a.next_deadline(NOW) is None
+    # Once: a second BodyConsumed, late sends: nothing.
+    a.send(BodyConsumed(1, 0))
+    a.send(WebSocketMessage(1, "late"))
+    a.send(WebSocketClose(1))
+    assert a.data_to_send() == b""
+    assert a.receive_data(b"more", NOW) == []
+
+
 def test_too_big_message_closes_1009() -> None:
     a = make_adapter(websocket=WSSettings(max_message_size=10))
     client, _ = open_websocket(a)
@@ -470,28 +493,86 @@ def test_too_big_message_closes_1009() -> None:
         WebSocketMessage(1, b"x" * 10)
     ]
     events = a.receive_data(client.send(BytesMessage(b"x" * 11)), NOW)
-    assert events == [
-        WebSocketClose(1, 1009, "message too big"),
-        ConnectionClosed("WebSocket closed"),
-    ]
-    (close,) = client_events(client, a.data_to_send())
-    assert isinstance(close, CloseConnection)
-    assert close.code == 1009
+    assert events == [WebSocketClose(1, 1009, "message too big")]
+    released(a, client, 1009)
 
 
 def test_protocol_error_fails_the_websocket() -> None:
     a = make_adapter()
-    open_websocket(a)
+    client, _ = open_websocket(a)
     # An unmasked client frame (RFC 6455 §5.1: the server must fail).
     events = a.receive_data(b"\x81\x02hi", NOW)
-    assert len(events) == 2
-    close, closed = events
+    assert len(events) == 1
+    (close,) = events
     assert isinstance(close, WebSocketClose)
     assert close.code == 1002
-    assert isinstance(closed, ConnectionClosed)
-    out = a.data_to_send()
-    assert out[:1] == b"\x88"  # a Close frame
-    assert int.from_bytes(out[2:4], "big") == 1002
+    assert reads(a)  # (what comes meanwhile is dropped)
+    assert a.receive_data(client.send(TextMessage("dropped")), NOW) == []
+    assert a.receive_data(client.send(Ping(b"no pong")), NOW) == []
+    released(a, client, 1002)
+
+
+def test_echo_goes_out_before_the_failure_close() -> None:
+    a = make_adapter()
+    client, _ = open_websocket(a)
+    # A message and an unmasked frame in one read.
+    events = a.receive_data(client.send(TextMessage("echo me")) + b"\x81\x02hi", NOW)
+    assert len(events) == 2
+    message, close = events
+    assert message == WebSocketMessage(1, "echo me")
+    assert isinstance(close, WebSocketClose)
+    assert close.code == 1002
+    assert a.data_to_send() == b""  # no Close yet
+    # The application echoes what came before the error.
+    a.send(WebSocketMessage(1, "echo me"))
+    assert a.data_to_send() == b"\x81\x07echo me"
+    assert a.next_events(NOW) == []  # still open
+    a.send(BodyConsumed(1, 1))  # it took the message
+    assert a.data_to_send() == b""
+    assert a.next_events(NOW) == []
+    # Then it takes the close.
+    a.send(BodyConsumed(1, 0))
+    assert a.data_to_send() == b"\x88" + bytes([len(close.reason) + 2]) + b"\x03\xea" + (
+        close.reason.encode()
+    )
+    assert a.next_events(NOW) == [ConnectionClosed("WebSocket closed")]
+    assert not reads(a)
+
+
+def test_app_close_during_the_hold_sends_the_failure_code() -> None:
+    a = make_adapter()
+    client, _ = open_websocket(a)
+    events = a.receive_data(client.send(BytesMessage(b"echo")) + b"\x81\x02hi", NOW)
+    assert [type(e) for e in events] == [WebSocketMessage, WebSocketClose]
+    a.send(WebSocketMessage(1, b"echo"))
+    a.send(WebSocketClose(1, 1000, "bye"))  # before it has looked
+    replies = client_events(client, a.data_to_send())
+    assert messages(replies) == [b"echo"]
+    (close,) = [e for e in replies if isinstance(e, CloseConnection)]
+    assert close.code == 1002  # the failure's, not the application's
+    assert a.next_events(NOW) == [ConnectionClosed("WebSocket closed")]
+    a.send(BodyConsumed(1, 0))  # and then it looks: nothing more
+    assert a.data_to_send() == b""
+    assert a.next_events(NOW) == []
+
+
+def test_close_timeout_releases_the_failure_close() -> None:
+    a = make_adapter(websocket=WSSettings(close_timeout=3.0))
+    client, _ = open_websocket(a)
+    (close,) = a.receive_data(b"\x81\x02hi", NOW)
+    assert isinstance(close, WebSocketClose)
+    assert a.next_deadline(NOW + 1.0) == NOW + 4.0
+    assert a.handle_timeout(NOW + 3.9) == []
+    assert a.data_to_send() == b""
+    # The application never looked.
+    assert a.handle_timeout(NOW + 4.0) == [ConnectionClosed("WebSocket closed")]
+    (reply,) = client_events(client, a.data_to_send())
+    assert isinstance(reply, CloseConnection)
+    assert reply.code == 1002
+    assert not reads(a)
+    assert a.next_deadline(NOW + 4.0) is None
+    a.send(BodyConsumed(1, 0))
+    assert a.data_to_send() == b""
 
 
 # ------------------------------------------------------------------ closing

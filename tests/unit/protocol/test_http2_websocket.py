@@ -625,20 +625,151 @@ def test_app_close_then_peer_reply() -> None:
     assert is_idle(peer.adapter)
 
 
+def released(peer: Peer, client: Connection, code: int, stream_id: int = 1) -> None:
+    """The application takes the WebSocketClose of a failure (the core
+    sends ``BodyConsumed(stream_id, 0)``): the Close held back till then
+    goes out as the stream's last DATA, with END_STREAM."""
+    peer.read()
+    assert ws_data(peer, stream_id) == b""  # held until now
+    assert not ended(peer, stream_id)
+    peer.adapter.send(BodyConsumed(stream_id, 0))
+    events = peer.read()
+    (close,) = client_events(client, ws_data(peer, stream_id))
+    assert isinstance(close, CloseConnection)
+    assert close.code == code
+    assert ended(peer, stream_id)
+    assert [e.stream_id for e in only(events, h2.events.StreamEnded)] == [stream_id]
+    assert peer.of(GoAwayFrame) == []  # only the stream fails
+    # Once: a second BodyConsumed, late sends: nothing.
+    peer.adapter.send(BodyConsumed(stream_id, 0))
+    peer.adapter.send(WebSocketMessage(stream_id, "late"))
+    peer.adapter.send(WebSocketClose(stream_id))
+    peer.read()
+    assert ws_data(peer, stream_id) == b""
+
+
 def test_protocol_error_fails_the_websocket() -> None:
     peer = Peer()
-    open_websocket(peer)
+    client = open_websocket(peer)
     peer.client.send_data(1, b"\x81\x02hi")  # unmasked: RFC 6455 §5.1
     (close,) = peer.flush()
     assert isinstance(close, WebSocketClose)
     assert close.code == 1002
-    peer.read()
-    payload = ws_data(peer)
-    assert payload[:1] == b"\x88"
-    assert int.from_bytes(payload[2:4], "big") == 1002
-    assert ended(peer)
-    assert peer.of(GoAwayFrame) == []  # only the stream fails
+    assert not is_idle(peer.adapter)
+    # What comes meanwhile is dropped.
+    assert send_ws(peer, client, TextMessage("dropped")) == []
+    assert send_ws(peer, client, Ping(b"no pong")) == []
+    released(peer, client, 1002)
     assert is_idle(peer.adapter)
+    assert peer.request(3) == [get(3), EndBody(3)]  # the connection lives
+
+
+def test_too_big_message_closes_1009() -> None:
+    peer = Peer(H2Settings(websocket=WSSettings(max_message_size=10)))
+    client = open_websocket(peer)
+    assert send_ws(peer, client, BytesMessage(b"x" * 11)) == [
+        WebSocketClose(1, 1009, "message too big")
+    ]
+    released(peer, client, 1009)
+    assert is_idle(peer.adapter)
+
+
+def test_echo_goes_out_before_the_failure_close() -> None:
+    peer = Peer()
+    client = open_websocket(peer)
+    # A message and an unmasked frame in one DATA frame.
+    peer.client.send_data(1, client.send(TextMessage("echo me")) + b"\x81\x02hi")
+    events = peer.flush()
+    assert len(events) == 2
+    message, close = events
+    assert message == WebSocketMessage(1, "echo me")
+    assert isinstance(close, WebSocketClose)
+    assert close.code == 1002
+    peer.read()
+    assert ws_data(peer) == b""  # no Close yet
+    assert not ended(peer)
+    # The application echoes what came before the error.
+    peer.adapter.send(WebSocketMessage(1, "echo me"))
+    peer.adapter.send(BodyConsumed(1, 1))  # it took the message
+    peer.read()
+    assert ws_data(peer) == b"\x81\x07echo me"
+    assert not ended(peer)
+    assert messages(client_events(client, b"\x81\x07echo me")) == ["echo me"]
+    # Then it takes the close.
+    released(peer, client, 1002)
+    assert is_idle(peer.adapter)
+
+
+def test_echo_and_release_before_one_read() -> None:
+    """The echo's DATA comes before the Close's; END_STREAM on the last."""
+    peer = Peer()
+    client = open_websocket(peer)
+    peer.client.send_data(1, client.send(BytesMessage(b"\x00\x01")) + b"\x81\x02hi")
+    assert [type(e) for e in peer.flush()] == [WebSocketMessage, WebSocketClose]
+    peer.adapter.send(WebSocketMessage(1, b"\x00\x01"))
+    peer.adapter.send(BodyConsumed(1, 0))
+    peer.read()
+    frames = peer.of(DataFrame, 1)
+    assert "END_STREAM" in frames[-1].flags
+    assert not any("END_STREAM" in frame.flags for frame in frames[:-1])
+    payload = ws_data(peer)
+    assert payload.startswith(b"\x82\x02\x00\x01\x88")
+    replies = client_events(client, payload)
+    assert messages(replies) == [b"\x00\x01"]
+    assert isinstance(replies[-1], CloseConnection)
+    assert replies[-1].code == 1002
+    assert is_idle(peer.adapter)
+
+
+def test_app_close_during_the_hold_sends_the_failure_code() -> None:
+    peer = Peer()
+    client = open_websocket(peer)
+    peer.client.send_data(1, b"\x81\x02hi")
+    assert [type(e) for e in peer.flush()] == [WebSocketClose]
+    peer.adapter.send(WebSocketClose(1, 1000, "bye"))  # before it has looked
+    peer.read()
+    (close,) = client_events(client, ws_data(peer))
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1002  # the failure's, not the application's
+    assert ended(peer)
+    assert is_idle(peer.adapter)
+
+
+def test_failure_on_one_websocket_holds_only_its_close() -> None:
+    peer = Peer()
+    one = open_websocket(peer, 1)
+    three = open_websocket(peer, 3)
+    peer.client.send_data(3, b"\x81\x02hi")
+    (close,) = peer.flush()
+    assert isinstance(close, WebSocketClose)
+    assert (close.stream_id, close.code) == (3, 1002)
+    assert send_ws(peer, one, TextMessage("fine"), 1) == [WebSocketMessage(1, "fine")]
+    released(peer, three, 1002, 3)
+    assert not ended(peer, 1)
+    peer.adapter.send(WebSocketMessage(1, "still here"))
+    peer.read()
+    assert messages(client_events(one, ws_data(peer, 1))) == ["still here"]
+
+
+def test_close_timeout_releases_the_failure_close() -> None:
+    settings = H2Settings(websocket=WSSettings(close_timeout=3.0), keep_alive_timeout=None)
+    peer = Peer(settings)
+    client = open_websocket(peer)
+    peer.client.send_data(1, b"\x81\x02hi")
+    assert [type(e) for e in peer.flush()] == [WebSocketClose]
+    assert deadline(peer.adapter, 1.0) == 4.0
+    assert peer.adapter.handle_timeout(3.9) == []
+    peer.read()
+    assert ws_data(peer) == b""
+    # The application never looked.
+    assert peer.adapter.handle_timeout(4.0) == []  # told already
+    peer.read()
+    (close,) = client_events(client, ws_data(peer))
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1002
+    assert ended(peer)
+    assert is_idle(peer.adapter)
+    assert deadline(peer.adapter, 4.0) is None
 
 
 # ------------------------------------------------------------------ shutdown

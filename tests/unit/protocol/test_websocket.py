@@ -168,6 +168,27 @@ def state(framer: WebSocketFramer) -> tuple[bool, bool]:
     return framer.closing, framer.done
 
 
+def failed_with(peer: Peer, events: list[Event], code: int) -> WebSocketClose:
+    """The peer broke the protocol: ``events`` tell the application at once
+    (one close with ``code``), but the Close frame waits, the input is
+    dropped, until the application has seen the close (``release``); then
+    the Close goes out alone and the WebSocket is done."""
+    close = one_close(events, code)
+    framer = peer.framer
+    assert state(framer) == (True, False)
+    assert peer.output() == b""
+    # Held: input is dropped (no message, no pong, not the peer's Close).
+    more = client_frame(TEXT, b"more") + client_frame(PING, b"p")
+    assert peer.raw(more + client_frame(CLOSE, close_payload(1000))) == []
+    assert peer.output() == b""
+    assert state(framer) == (True, False)
+    framer.release()
+    assert state(framer) == (True, True)
+    peer.closed_with(code)
+    assert framer.next_deadline(0.0) is None
+    return close
+
+
 def data_of(event: Event) -> bytes | str:
     assert isinstance(event, WebSocketMessage), event
     return event.data
@@ -517,10 +538,7 @@ def small(limit: int = 10, deflate: bool = False) -> Peer:
 
 
 def assert_too_big(peer: Peer, events: list[Event]) -> None:
-    one_close(events, 1009)
-    assert peer.framer.done
-    assert peer.framer.closing
-    peer.closed_with(1009)
+    failed_with(peer, events, 1009)
     assert peer.framer.receive(b"\x81\x80" + KEY, 1.0) == []
 
 
@@ -883,14 +901,11 @@ def test_shutdown_after_the_application_closed() -> None:
 )
 def test_protocol_errors(wire: bytes, code: int) -> None:
     peer = Peer()
-    events = peer.raw(wire)
-    one_close(events, code)
-    assert peer.framer.done
-    assert peer.framer.closing
-    peer.closed_with(code)
+    failed_with(peer, peer.raw(wire), code)
     assert peer.raw(client_frame(TEXT, b"more")) == []
     assert peer.framer.receive_eof() == []
     assert peer.framer.begin_shutdown() == []
+    peer.framer.release()  # (again: nothing)
     assert peer.output() == b""
 
 
@@ -915,9 +930,7 @@ def test_protocol_errors(wire: bytes, code: int) -> None:
 )
 def test_protocol_errors_with_deflate(wire: bytes, code: int) -> None:
     peer = Peer(offer=DEFLATE_OFFER)
-    one_close(peer.raw(wire), code)
-    assert peer.framer.done
-    peer.closed_with(code)
+    failed_with(peer, peer.raw(wire), code)
 
 
 def test_protocol_error_split_byte_by_byte() -> None:
@@ -928,6 +941,9 @@ def test_protocol_error_split_byte_by_byte() -> None:
         events += peer.raw(wire[index : index + 1])
     assert events[0] == WebSocketMessage(SID, "fine")
     one_close(events[1:], 1002)
+    assert peer.output() == b""  # held for the application
+    peer.framer.release()
+    peer.closed_with(1002)
 
 
 def test_protocol_error_after_our_close() -> None:
@@ -937,6 +953,199 @@ def test_protocol_error_after_our_close() -> None:
     assert peer.raw(client_frame(0x3)) == []  # the application knows already
     assert peer.framer.done
     assert peer.output() == b""  # no second Close
+
+
+# ------------------------------------------------------------------ the held failure Close
+
+FAILURES = [
+    pytest.param(client_frame(0x3, b"bad"), 1002, id="protocol error"),
+    pytest.param(client_frame(TEXT, b"\xff"), 1007, id="invalid utf-8"),
+    pytest.param(client_frame(BINARY, b"x" * 11), 1009, id="too big"),
+]
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+@pytest.mark.parametrize(("failure", "code"), FAILURES)
+def test_answers_before_the_failure_go_out_first(deflate: bool, failure: bytes, code: int) -> None:
+    """A message and then a frame that fails the WebSocket, in one read:
+    the application hears of both at once, and its echo of the message
+    goes out before our Close, which waits for ``release``."""
+    peer = small(deflate=deflate)
+    framer = peer.framer
+    events = peer.raw(peer.client.send(TextMessage("echo me")) + failure)
+    assert events[0] == WebSocketMessage(SID, "echo me")
+    close = one_close(events[1:], code)
+    assert state(framer) == (True, False)
+    assert peer.output() == b""  # no Close yet
+    assert framer.next_deadline(0.0) == 5.0  # (close_timeout bounds the wait)
+    # The input is dropped meanwhile: no message, no pong, no close.
+    assert peer.raw(client_frame(TEXT, b"late") + client_frame(PING, b"p")) == []
+    assert peer.raw(client_frame(CLOSE, close_payload(1000))) == []
+    assert peer.output() == b""
+    # The application answers the message before the error.
+    framer.send(WebSocketMessage(SID, "echo me"))
+    assert state(framer) == (True, False)
+    out = peer.output()
+    echo = server_frames(out)
+    assert [(f.opcode, f.rsv) for f in echo] == [(TEXT, RSV1 if deflate else 0)]
+    if not deflate:
+        assert echo[0].payload == b"echo me"
+    peer.client.receive_data(out)
+    assert list(peer.client.events()) == [TextMessage("echo me")]
+    # And it has seen the close: our Close now, with the failure's code.
+    framer.release()
+    assert state(framer) == (True, True)
+    out = peer.output()
+    assert [f.opcode for f in server_frames(out)] == [CLOSE]
+    peer.client.receive_data(out)
+    assert list(peer.client.events()) == [CloseConnection(code, close.reason)]
+    assert framer.next_deadline(0.0) is None
+    # Once: a second release, late sends, more input, the end: nothing.
+    framer.release()
+    framer.send(WebSocketMessage(SID, "too late"))
+    framer.send(WebSocketClose(SID, 1000, ""))
+    assert peer.raw(client_frame(TEXT, b"more")) == []
+    assert framer.receive_eof() == []
+    assert framer.begin_shutdown() == []
+    assert framer.handle_timeout(100.0) == []
+    assert peer.output() == b""
+    assert state(framer) == (True, True)
+
+
+def test_echo_and_release_in_one_output() -> None:
+    """Sent before the release and read together: the echo, then the Close."""
+    peer = Peer()
+    events = peer.raw(client_frame(BINARY, b"\x01\x02") + client_frame(TEXT, b"x", masked=False))
+    assert events[0] == WebSocketMessage(SID, b"\x01\x02")
+    one_close(events[1:], 1002)
+    peer.framer.send(WebSocketMessage(SID, b"\x01\x02"))
+    peer.framer.send(WebSocketMessage(SID, "and text"))
+    peer.framer.release()
+    frames = server_frames(peer.output())
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [
+        (BINARY, b"\x01\x02"),
+        (TEXT, b"an"),
+        (CLOSE, close_payload(1002)),
+    ]
+
+
+@pytest.mark.parametrize(("failure", "code"), FAILURES)
+def test_application_close_during_the_hold_sends_the_failure_code(
+    failure: bytes, code: int
+) -> None:
+    peer = small()
+    framer = peer.framer
+    one_close(peer.raw(failure), code)
+    framer.send(WebSocketMessage(SID, b"last"))
+    framer.send(WebSocketClose(SID, 1000, "bye"))  # the application closes before it looks
+    assert state(framer) == (True, True)
+    frames = server_frames(peer.output())
+    assert [f.opcode for f in frames] == [BINARY, CLOSE]
+    assert frames[0].payload == b"last"
+    assert struct.unpack("!H", frames[1].payload[:2])[0] == code  # not 1000
+    assert b"bye" not in frames[1].payload
+    # Once: then the application sees its close (release), or closes again.
+    framer.release()
+    framer.send(WebSocketClose(SID, 1000, "bye"))
+    framer.send(WebSocketMessage(SID, b"late"))
+    assert peer.output() == b""
+    assert framer.receive_eof() == []  # the application was told already
+
+
+@pytest.mark.parametrize(("failure", "code"), FAILURES)
+def test_close_timeout_releases_a_held_close(failure: bytes, code: int) -> None:
+    """An application that never looks: the Close goes out after
+    ``close_timeout``."""
+    peer = Peer(WSSettings(max_message_size=10, close_timeout=5.0, ping_interval=1.0))
+    framer = peer.framer
+    one_close(peer.raw(failure, now=99.0), code)
+    assert framer.next_deadline(100.0) == 105.0  # stamped at the first query
+    assert framer.next_deadline(103.0) == 105.0
+    assert framer.handle_timeout(104.9) == []
+    assert state(framer) == (True, False)
+    assert peer.output() == b""
+    assert framer.handle_timeout(105.0) == []  # the application was told already
+    assert state(framer) == (True, True)
+    peer.closed_with(code)
+    assert framer.next_deadline(105.0) is None
+    framer.release()  # the application looks, at last: nothing more
+    assert peer.output() == b""
+
+
+def test_no_close_timeout_holds_until_release() -> None:
+    peer = Peer(WSSettings(close_timeout=None))
+    framer = peer.framer
+    one_close(peer.raw(client_frame(0x3)), 1002)
+    assert framer.next_deadline(0.0) is None
+    assert framer.handle_timeout(1e9) == []
+    assert state(framer) == (True, False)
+    assert peer.output() == b""
+    framer.release()
+    peer.closed_with(1002)
+    assert state(framer) == (True, True)
+
+
+def test_shutdown_during_the_hold_keeps_the_failure_code() -> None:
+    peer = Peer()
+    framer = peer.framer
+    one_close(peer.raw(client_frame(TEXT, b"\xff")), 1007)
+    assert framer.begin_shutdown() == []  # told already; no 1001 either
+    assert peer.output() == b""
+    framer.release()
+    peer.closed_with(1007)
+
+
+def test_release_without_a_failure_does_nothing() -> None:
+    peer = Peer()
+    framer = peer.framer
+    framer.release()  # open
+    assert peer.output() == b""
+    assert state(framer) == (False, False)
+    assert peer.send(TextMessage("still open")) == [WebSocketMessage(SID, "still open")]
+    one_close(framer.begin_shutdown(), 1001)
+    peer.output()
+    framer.release()  # our own Close is out: waiting for the answer
+    assert peer.output() == b""
+    assert state(framer) == (True, False)
+    assert peer.send(CloseConnection(1001)) == []
+    framer.release()  # done
+    assert peer.output() == b""
+    assert state(framer) == (True, True)
+
+
+def test_release_after_the_peer_closed_does_nothing() -> None:
+    peer = Peer()
+    one_close(peer.send(CloseConnection(1000, "bye")), 1000, "bye")
+    assert peer.read() == [CloseConnection(1000, "bye")]
+    peer.framer.release()
+    assert peer.output() == b""
+
+
+def test_ping_timeout_is_not_held() -> None:
+    """A silent peer is no protocol error to answer: Close 1011 at once."""
+    peer = Peer(WSSettings(ping_interval=10.0, ping_timeout=5.0))
+    framer = peer.framer
+    assert framer.handle_timeout(10.0) == []
+    peer.output()
+    assert peer.send(TextMessage("unanswered"), now=12.0) == [WebSocketMessage(SID, "unanswered")]
+    one_close(framer.handle_timeout(15.0), 1006)
+    assert state(framer) == (True, True)
+    peer.closed_with(1011)
+    framer.send(WebSocketMessage(SID, "unanswered"))  # too late to answer
+    framer.release()
+    assert peer.output() == b""
+
+
+def test_eof_during_the_hold_ends_it() -> None:
+    peer = Peer()
+    framer = peer.framer
+    one_close(peer.raw(client_frame(0x3)), 1002)
+    assert framer.receive_eof() == []  # told already
+    assert state(framer) == (True, True)
+    framer.send(WebSocketMessage(SID, "after the end"))
+    framer.release()
+    framer.send(WebSocketClose(SID, 1000, ""))
+    assert peer.output() == b""  # the transport is gone: nothing more to write
 
 
 # ------------------------------------------------------------------ sending
