@@ -21,7 +21,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from .errors import StartupFailure
 
-__all__ = ["BACKENDS", "run", "sendfile", "wrap"]
+__all__ = ["BACKENDS", "clock", "run", "sendfile", "wrap"]
 
 T = TypeVar("T")
 
@@ -95,6 +95,20 @@ async def sendfile(stream: ByteStream, file: IO[bytes], offset: int, count: int)
         sent += n
         await anyio.lowlevel.checkpoint()
     return sent
+
+
+def clock() -> Callable[[], float]:
+    """The running loop's clock, the one ``anyio.current_time()`` reads,
+    as a plain callable: anyio looks the backend up on every call, which
+    the per-read hot path can do without."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        return trio.current_time
 
 
 def wrap(stream: ByteStream) -> ByteStream:

@@ -487,3 +487,13 @@ async def test_server_names_refuse_other_hosts_with_404() -> None:
         assert (await client.response()).status == 200  # the connection goes on
     assert refused.status == 404
     assert calls == ["/a", "/c"]  # the refused request never reached the app
+
+
+async def test_backend_clock_is_anyios_clock() -> None:
+    """The per-connection clock the backend hands out reads the same clock
+    as anyio.current_time() (the core mixes it with anyio deadlines)."""
+    clock = _backend.clock()
+    before = anyio.current_time()
+    now = clock()
+    after = anyio.current_time()
+    assert before <= now <= after

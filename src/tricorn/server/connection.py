@@ -102,10 +102,11 @@ class Connection:
         self.ctx = ctx
         self.transport = transport
         self.info = info
+        self._clock = ctx.clock  # anyio.current_time, without its backend lookup
         self.adapter: ProtocolAdapter
         self._multiplexed = info.alpn == "h2"  # streams run concurrently
         if self._multiplexed:
-            self.adapter = H2Adapter(ctx.h2_settings, anyio.current_time(), info.scheme)
+            self.adapter = H2Adapter(ctx.h2_settings, self._clock(), info.scheme)
         elif info.tls is None:
             self.adapter = H1Adapter(ctx.h1c_settings)  # recognises h2c
         else:
@@ -214,7 +215,7 @@ class Connection:
             if stream.websocket and type(events[0]) is not WebSocketMessage:
                 # An accept starts the ping timer, a Close the close timer:
                 # the read loop, blocked in a read, would not arm them.
-                self._set_deadline(adapter.next_deadline(anyio.current_time()))
+                self._set_deadline(adapter.next_deadline(self._clock()))
         if not self._multiplexed:
             if not await self._flush():
                 raise ClientDisconnected("the connection is closed")
@@ -351,7 +352,7 @@ class Connection:
         """A stream ended: the adapter's timers may have started (keep-alive
         idle)."""
         self._wake()
-        self._set_deadline(self.adapter.next_deadline(anyio.current_time()))
+        self._set_deadline(self.adapter.next_deadline(self._clock()))
 
     def _set_deadline(self, deadline: float | None) -> None:
         self._deadline = deadline
@@ -375,7 +376,7 @@ class Connection:
             if self._is_closed():  # (a method: mypy narrows attributes across awaits)
                 break
             adapter = self.adapter  # (an h2c switch replaces it)
-            now = anyio.current_time()
+            now = self._clock()
             if self._shutdown and not self._shutdown_done:
                 self._shutdown_done = True
                 if await self._handle(adapter.begin_shutdown()):
@@ -438,7 +439,7 @@ class Connection:
         transport = self.transport
         while not self._closed:
             adapter = self.adapter  # (an h2c switch replaces it)
-            now = anyio.current_time()
+            now = self._clock()
             events = adapter.next_events(now)
             if events:
                 if await self._handle(events):
@@ -459,7 +460,7 @@ class Connection:
                 self._reading = False
                 if self._read_returned is not None:
                     self._read_returned.set()
-            if await self._handle(adapter.receive_data(data, anyio.current_time())):
+            if await self._handle(adapter.receive_data(data, self._clock())):
                 return
 
     async def _wait_for_resume(self) -> None:
@@ -503,7 +504,7 @@ class Connection:
         after its 101, which goes out first)."""
         if not await self._flush():
             return True
-        now = anyio.current_time()
+        now = self._clock()
         upgrade = switch if switch.request is not None else None
         self.adapter = H2Adapter(self.ctx.h2_settings, now, self.info.scheme, upgrade)
         self._multiplexed = True

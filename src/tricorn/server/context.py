@@ -46,6 +46,10 @@ class BackendIO(Protocol):
         cannot."""
         ...
 
+    def clock(self) -> Callable[[], float]:
+        """The running loop's clock (what ``anyio.current_time`` reads)."""
+        ...
+
 
 class DefaultHeaders:
     """``server`` and ``date`` response headers, the date recomputed at most
@@ -86,6 +90,7 @@ class ServerContext:
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
     io: BackendIO | None = None  # backend fast paths, from the process layer
     server_names: frozenset[str] = frozenset()  # Host allow-list; empty: any
+    clock: Callable[[], float] = anyio.current_time  # the backend's, when io gives it
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, connection: Connection) -> None:

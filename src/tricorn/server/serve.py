@@ -126,6 +126,7 @@ async def serve(
         h2_settings=h2_settings(config),
         io=io,
         server_names=frozenset(config.server_names),
+        clock=io.clock() if io is not None else anyio.current_time,
     )
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
