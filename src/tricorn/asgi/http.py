@@ -29,8 +29,6 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-import anyio
-
 from ..errors import AppProtocolError, ClientDisconnected
 from ..protocol.events import (
     Body,
@@ -46,9 +44,10 @@ from ..protocol.events import (
     StreamClosed,
     Trailers,
 )
+from .cycle import Cycle
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["HTTPCycle", "State", "StreamPort", "add_defaults", "app_headers"]
+__all__ = ["HTTPCycle", "State", "StreamPort", "app_headers"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -90,30 +89,16 @@ class State(enum.Enum):
     DONE = "response complete"
 
 
-class HTTPCycle:
-    """Runs one ASGI HTTP call.
-
-    :param app: the ASGI 3 application.
-    :param scope: the request's scope.
-    :param port: the stream's connection to the event core.
-    :param default_headers: returns headers to add to every response unless
-        the app set them (``server``, ``date``; precomputed by the server).
-    """
+class HTTPCycle(Cycle):
+    """Runs one ASGI HTTP call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""
 
     __slots__ = (
         "_body_done",
-        "_default_headers",
         "_head",
-        "_port",
         "_trailers",
         "_trailers_expected",
-        "app",
         "disconnected",
-        "response_headers",
-        "scope",
-        "sent_bytes",
         "state",
-        "status",
     )
 
     def __init__(
@@ -123,15 +108,9 @@ class HTTPCycle:
         port: StreamPort,
         default_headers: Callable[[], Headers],
     ) -> None:
-        self.app = app
-        self.scope = scope
-        self._port = port
-        self._default_headers = default_headers
+        super().__init__(app, scope, port, default_headers)
         self.state = State.WAIT_START
-        self.status = 0
-        self.sent_bytes = 0
         self.disconnected = False
-        self.response_headers: Headers = []
         self._body_done = False
         self._head: Response | None = None
         self._trailers: Headers = []
@@ -261,9 +240,6 @@ class HTTPCycle:
         await self._emit(Trailers(self._port.stream_id, self._trailers))
         self._port.finish()
 
-    def _add_defaults(self, headers: Headers) -> None:
-        add_defaults(headers, self._default_headers())
-
     async def _emit(self, *events: Event) -> None:
         try:
             await self._port.send(*events)
@@ -273,22 +249,8 @@ class HTTPCycle:
 
     # ------------------------------------------------------------ run
 
-    async def run(self) -> None:
-        """Call the application once and apply the error policy to how it
-        ended. Never raises, except cancellation."""
-        try:
-            result: object = await self.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
-        except anyio.get_cancelled_exc_class():
-            raise
-        except ClientDisconnected:
-            log.debug("client disconnected during %s %s", self.scope["method"], self.scope["path"])
-            return
-        except BaseException as exc:  # the app-error boundary
-            await _POLICY["raised"](self, exc)
-            return
-        if result is not None:
-            await _POLICY["returned a value"](self, AppProtocolError(f"returned {result!r}"))
-        elif self.state is not State.DONE and not self.disconnected:
+    async def _returned(self) -> None:
+        if self.state is not State.DONE and not self.disconnected:
             await _POLICY["returned early"](self, None)
 
     async def refuse(self) -> None:
@@ -382,17 +344,7 @@ _POLICY: dict[str, Callable[[HTTPCycle, BaseException | None], Any]] = {
     "returned a value": HTTPCycle._fail,
     "returned early": HTTPCycle._fail,
 }
-
-
-def add_defaults(headers: Headers, defaults: Headers) -> None:
-    """Append the ``defaults`` (``server``, ``date``) the app did not set."""
-    for item in defaults:  # two at most: no set needed
-        name = item[0]
-        for present, _ in headers:
-            if present == name:
-                break
-        else:
-            headers.append(item)
+HTTPCycle.policy = _POLICY
 
 
 def _bytes(value: object, field: str) -> bytes:

@@ -32,8 +32,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 from ..errors import AppProtocolError, ClientDisconnected
 from ..protocol.events import (
     Data,
@@ -47,7 +45,8 @@ from ..protocol.events import (
     WebSocketClose,
     WebSocketMessage,
 )
-from .http import StreamPort, add_defaults, app_headers
+from .cycle import Cycle
+from .http import StreamPort, app_headers
 from .types import ASGIApp, Message, Scope
 
 __all__ = ["WebSocketCycle"]
@@ -69,29 +68,10 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class WebSocketCycle:
-    """Runs one ASGI WebSocket call.
+class WebSocketCycle(Cycle):
+    """Runs one ASGI WebSocket call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""
 
-    :param app: the ASGI 3 application.
-    :param scope: the ``websocket`` scope.
-    :param port: the stream's connection to the event core.
-    :param default_headers: ``server`` and ``date``, added to the handshake
-        response and denials unless the app set them.
-    """
-
-    __slots__ = (
-        "_close",
-        "_connected",
-        "_default_headers",
-        "_head",
-        "_port",
-        "app",
-        "response_headers",
-        "scope",
-        "sent_bytes",
-        "state",
-        "status",
-    )
+    __slots__ = ("_close", "_connected", "_head", "state")
 
     def __init__(
         self,
@@ -100,14 +80,8 @@ class WebSocketCycle:
         port: StreamPort,
         default_headers: Callable[[], Headers],
     ) -> None:
-        self.app = app
-        self.scope = scope
-        self._port = port
-        self._default_headers = default_headers
+        super().__init__(app, scope, port, default_headers)
         self.state = State.HANDSHAKE
-        self.status = 0
-        self.sent_bytes = 0
-        self.response_headers: Headers = []
         self._connected = False  # websocket.connect was received
         self._close: tuple[int, str] | None = None  # the code and reason, once closed
         self._head: Response | None = None  # a denial's head, held for its body
@@ -262,9 +236,6 @@ class WebSocketCycle:
             pass
         self._closed(_ABNORMAL, "")
 
-    def _add_defaults(self, headers: Headers) -> None:
-        add_defaults(headers, self._default_headers())
-
     async def _emit(self, *events: Event) -> None:
         try:
             await self._port.send(*events)
@@ -275,22 +246,8 @@ class WebSocketCycle:
 
     # ------------------------------------------------------------ run
 
-    async def run(self) -> None:
-        """Call the application once and apply the error policy to how it
-        ended. Never raises, except cancellation."""
-        try:
-            result: object = await self.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
-        except anyio.get_cancelled_exc_class():
-            raise
-        except ClientDisconnected:
-            log.debug("client disconnected during WebSocket %s", self.scope["path"])
-            return
-        except BaseException as exc:  # the app-error boundary
-            await _POLICY["raised"](self, exc)
-            return
-        if result is not None:
-            await _POLICY["returned a value"](self, AppProtocolError(f"returned {result!r}"))
-        elif self.state is State.CONNECTED:
+    async def _returned(self) -> None:
+        if self.state is State.CONNECTED:
             await self._finish(1000)  # the app is done: a normal close
         elif self.state is not State.CLOSED:
             await _POLICY["returned early"](self, None)
@@ -353,3 +310,4 @@ _POLICY: dict[str, Callable[[WebSocketCycle, BaseException | None], Any]] = {
     "returned a value": WebSocketCycle._fail,
     "returned early": WebSocketCycle._fail,
 }
+WebSocketCycle.policy = _POLICY
