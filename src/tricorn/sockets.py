@@ -80,9 +80,10 @@ def bind_sockets(config: Config) -> BoundSockets:
     return BoundSockets(secure=[], insecure=binds + extra, quic=quic)
 
 
-def describe(sock: socket.socket, *, secure: bool) -> str:
+def describe(sock: socket.socket, *, secure: bool, quic: bool = False) -> str:
     """A URL-like text for logs: ``http://127.0.0.1:8000``,
-    ``https://[::1]:8443``, ``http://unix:/run/app.sock``."""
+    ``https://[::1]:8443``, ``http://unix:/run/app.sock``,
+    ``https://127.0.0.1:8443 (QUIC)``."""
     scheme = "https" if secure else "http"
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX:
@@ -91,7 +92,7 @@ def describe(sock: socket.socket, *, secure: bool) -> str:
     host, port = name[0], name[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}:{port}" + (" (QUIC)" if quic else "")
 
 
 def _bind(

@@ -92,8 +92,13 @@ class ScopeFactory:
         scope["raw_path"] = raw_path
         scope["query_string"] = query_string
         scope["headers"] = request.headers
-        # Push is offered on HTTP/2 client streams (odd), not pushed ones.
-        pushable = request.http_version == "2" and request.stream_id % 2 == 1
+        # Push is offered on client request streams (HTTP/2: odd; HTTP/3:
+        # client-initiated bidirectional), not on pushed ones.
+        version = request.http_version
+        stream_id = request.stream_id
+        pushable = (version == "2" and stream_id % 2 == 1) or (
+            version == "3" and stream_id % 4 == 0
+        )
         scope["extensions"] = dict(self._push_extensions if pushable else self._extensions)
         scope["state"] = dict(self._state)
         return scope

@@ -29,7 +29,6 @@ from .kinds import Invalid, Kind
 __all__ = ["FIELDS", "FIELDS_BY_KEY", "WIRED", "Field", "field_for", "suggest"]
 
 WIRED = "wired"
-_H3 = "parsed and validated; behaviour comes with the HTTP/3 issue"
 _PROD = "parsed and validated; behaviour comes with the production-serving issue"
 
 MIB = 1024 * 1024
@@ -215,8 +214,8 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "alt_svc_headers",
         kinds.string_list(allowed="Alt-Svc header values"),
         (),
-        "Alt-Svc header values added to responses (default: derived from quic_bind).",
-        status=_H3,
+        "Alt-Svc header values added to responses on TCP binds (default: one"
+        ' h3=":PORT"; ma=86400 per quic_bind port).',
     ),
     _setting(
         "application_path",
@@ -401,7 +400,6 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         ),
         (),
         "UDP addresses for HTTP/3; needs certfile and keyfile.",
-        status=_H3,
     ),
     _setting("read_timeout", _OPT_SECONDS, None, "Longest wait for any one read from a client."),
     _setting(
@@ -568,22 +566,54 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         1000,
         "HTTP/2 frames without request progress (PING, SETTINGS, PRIORITY, RST_STREAM,"
         " empty DATA, refused or malformed streams) per second; past it"
-        " GOAWAY(ENHANCE_YOUR_CALM) (floods, rapid reset).",
+        " GOAWAY(ENHANCE_YOUR_CALM) (floods, rapid reset). On HTTP/3: streams"
+        " reset by the client, refused or malformed per second; past it"
+        " CONNECTION_CLOSE(H3_EXCESSIVE_LOAD).",
     ),
-    _own("quic_idle_timeout", _SECONDS, 30.0, "QUIC idle timeout.", status=_H3),
+    _own(
+        "quic_idle_timeout",
+        _SECONDS,
+        30.0,
+        "Close a QUIC connection after this long without packets (max_idle_timeout).",
+    ),
     _own(
         "quic_max_datagram_size",
         kinds.integer(minimum=1200, maximum=65527, unit="bytes"),
         1200,
         "Largest UDP payload QUIC sends (RFC 9000 max_udp_payload_size range).",
-        status=_H3,
     ),
     _own(
         "quic_retry",
         kinds.boolean(),
         False,
-        "Send QUIC Retry packets to validate client addresses.",
-        status=_H3,
+        "Answer each new QUIC client with a Retry first, so it proves its address"
+        " before the server does any work for it.",
+    ),
+    _own(
+        "quic_max_concurrent_streams",
+        kinds.integer(minimum=1),
+        100,
+        "HTTP/3 request streams a client may have open at once (initial MAX_STREAMS).",
+    ),
+    _own(
+        "quic_stream_window",
+        kinds.integer(minimum=1024, unit="bytes"),
+        1024 * 1024,
+        "HTTP/3 request body bytes a client may send beyond what the app has read,"
+        " per stream (MAX_STREAM_DATA); also the per-stream bound on response bytes"
+        " not yet acknowledged before the app's send() waits.",
+    ),
+    _own(
+        "quic_connection_window",
+        kinds.integer(minimum=1024, unit="bytes"),
+        4 * 1024 * 1024,
+        "The same bound for all streams of a QUIC connection together (MAX_DATA).",
+    ),
+    _own(
+        "quic_congestion_control",
+        kinds.choice(("reno", "cubic")),
+        "reno",
+        "QUIC congestion control algorithm.",
     ),
     _own(
         "websocket_permessage_deflate",

@@ -70,9 +70,9 @@ from .events import (
 from .websocket import (
     WebSocketFramer,
     WSSettings,
+    accept_fields,
     accept_key,
     handshake_problem,
-    negotiate,
 )
 
 __all__ = ["H1Adapter", "H1Settings"]
@@ -593,17 +593,12 @@ class H1Adapter:
             raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
         settings = self.settings.websocket
         key = next(value for name, value in request if name == b"sec-websocket-key")
-        extensions, accepted = negotiate(request, settings)
         fields: Headers = [
             (b"upgrade", b"websocket"),
             (b"connection", b"Upgrade"),
             (b"sec-websocket-accept", accept_key(key.strip())),
         ]
-        if event.subprotocol:
-            fields.append((b"sec-websocket-protocol", event.subprotocol.encode("latin-1")))
-        if accepted is not None:
-            fields.append((b"sec-websocket-extensions", accepted))
-        fields += [item for item in event.headers if item[0] not in _WS_OWN_FIELDS]
+        extensions = accept_fields(request, event, settings, _WS_OWN_FIELDS, fields)
         head, _, _ = _serialize_fields(fields, [b"HTTP/1.1 101 Switching Protocols\r\n"])
         self._out.append(head + b"\r\n")
         self._response_started = True

@@ -50,10 +50,9 @@ HPACK; this module decides everything h2 leaves to its user:
 from __future__ import annotations
 
 import base64
-import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -66,8 +65,19 @@ import h2.stream
 from hpack import HPACKError
 from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame, HeadersFrame
 
-from ..errors import AppProtocolError
+from ._fields import (
+    NAME,
+    NO_BODY_STATUS,
+    STATUS,
+    VALUE_BAD,
+    parse_priority,
+    parse_request,
+    push_fields,
+    response_head,
+    trailer_fields,
+)
 from ._hpack import CachingDecoder, StatelessEncoder
+from ._stream_ws import StreamWebSockets
 from .events import (
     Body,
     BodyConsumed,
@@ -91,7 +101,7 @@ from .events import (
     WebSocketMessage,
     Writable,
 )
-from .websocket import WebSocketFramer, WSSettings, handshake_problem, negotiate
+from .websocket import WebSocketFramer, WSSettings
 
 __all__ = ["PREFACE", "H2Adapter", "H2Settings"]
 
@@ -107,21 +117,7 @@ _PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
 _ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
 _PRUNE_AT = 32  # h2 drops closed streams when a connection holds more than this
 _SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
-# WebSocket handshake fields the server writes itself; the application's are dropped.
-_WS_OWN_FIELDS = frozenset(
-    (b"sec-websocket-protocol", b"sec-websocket-extensions", b"content-length")
-)
 _WS_BACKLOG = 65536  # a WebSocket's unsent output past which its input is not credited
-
-_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # lower-case tokens only
-_VALUE_BAD = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")  # RFC 9113 §8.2.1
-_OUT_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # what we refuse to send
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
-_NO_BODY_STATUS = frozenset((204, 304))
-_STATUS: dict[int, bytes] = {code: str(code).encode() for code in range(100, 600)}
-_PRIORITY_ITEM = re.compile(rb"\s*(u|i)\s*(?:=\s*(\?[01]|\d+))?\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +305,7 @@ class _Stream:
         "want_end",
         "ws",
         "ws_early",
+        "ws_headers",
         "ws_queued",
     )
 
@@ -333,10 +330,11 @@ class _Stream:
         self.waiting = False  # the core waits for writable()
         self.ws: WebSocketFramer | None = None  # an accepted WebSocket's framing
         self.ws_early: list[bytes] | None = None  # a WebSocket request's DATA before accept
+        self.ws_headers: Headers = []  # a WebSocket request's headers, until the accept
         self.ws_queued = 0  # WebSocket messages delivered, not yet consumed
 
 
-class H2Adapter:
+class H2Adapter(StreamWebSockets):
     """One HTTP/2 connection (see the module docstring).
 
     :param settings: the limits.
@@ -386,7 +384,6 @@ class H2Adapter:
         self._streams: dict[int, _Stream] = {}
         self._sending: dict[int, _Stream] = {}  # streams with queued output
         self._websockets: dict[int, _Stream] = {}  # accepted WebSockets, for their timers
-        self._ws_requests: dict[int, Headers] = {}  # WebSocket requests awaiting accept
         self._shutdown = False
         self._events: list[Event] = []  # for next_events (pushed requests)
         self._out = bytearray()
@@ -556,15 +553,15 @@ class H2Adapter:
                 self._sending[event.stream_id] = stream
         elif kind is Response:
             assert isinstance(event, Response)
-            stream.head = _response_head(event.status, event.headers)
-            stream.no_body = stream.head_request or event.status in _NO_BODY_STATUS
+            stream.head = response_head(event.status, event.headers)
+            stream.no_body = stream.head_request or event.status in NO_BODY_STATUS
             self._sending[event.stream_id] = stream
         elif kind is EndData:
             stream.want_end = True
             self._sending[stream_id] = stream
         elif kind is Trailers:
             assert isinstance(event, Trailers)
-            stream.trailers = _trailers(event.headers)
+            stream.trailers = trailer_fields(event.headers)
             stream.want_end = True
             self._sending[event.stream_id] = stream
         elif kind is BodyConsumed:
@@ -588,7 +585,7 @@ class H2Adapter:
         elif kind is InformationalResponse:
             assert isinstance(event, InformationalResponse)
             if stream.head is None and not stream.ended_out:
-                head = _response_head(event.status, event.headers)
+                head = response_head(event.status, event.headers)
                 self._guard(event.stream_id, lambda: self._conn.send_headers(event.stream_id, head))
         elif kind is PushPromise:
             assert isinstance(event, PushPromise)
@@ -683,7 +680,6 @@ class H2Adapter:
             return
         self._sending.pop(stream_id, None)
         self._websockets.pop(stream_id, None)
-        self._ws_requests.pop(stream_id, None)
         if stream.credit:
             # The stream is closed for h2: this credits the connection only.
             self._conn.acknowledge_received_data(stream.credit, stream_id)
@@ -727,35 +723,24 @@ class H2Adapter:
             or len(self._streams) >= self.settings.max_concurrent_streams
         ):
             return
-        path = event.path
-        if path[:1] != b"/" or _VALUE_BAD.search(path):
-            return
         authority = parent.authority
-        scheme = parent.scheme.encode()
-        headers: Headers = [(b":method", b"GET"), (b":scheme", scheme), (b":path", path)]
-        if authority is not None:
-            headers.append((b":authority", authority))
-        extra = [
-            (name, value)
-            for name, value in event.headers
-            if name not in _CONNECTION_SPECIFIC
-            and name[:1] != b":"
-            and _NAME.fullmatch(name)
-            and not _OUT_VALUE_BAD.search(value)
-        ]
+        fields = push_fields(event.path, event.headers, parent.scheme, authority)
+        if fields is None:
+            return
+        promise, extra = fields
         try:
             promised = conn.get_next_available_stream_id()
-            conn.push_stream(event.stream_id, promised, headers + extra)
+            conn.push_stream(event.stream_id, promised, promise)
         except (h2.exceptions.H2Error, ValueError):
             return
         stream = _Stream(parent.scheme, authority, head_request=False)
         stream.pushable = False
         stream.ended_in = True
         self._streams[promised] = stream
-        if authority is not None and not any(name == b"host" for name, _ in extra):
-            extra.insert(0, (b"host", authority))
         self._events.append(
-            Request(promised, b"GET", path, extra, "2", scheme=parent.scheme, authority=authority)
+            Request(
+                promised, b"GET", event.path, extra, "2", scheme=parent.scheme, authority=authority
+            )
         )
         self._events.append(EndBody(promised))
 
@@ -827,7 +812,7 @@ class H2Adapter:
         if len(self._streams) >= self.settings.max_concurrent_streams:
             self._refuse(stream_id, REFUSED_STREAM)
             return
-        parsed = _parse_request(event.headers or [])
+        parsed = parse_request(event.headers or [])
         if isinstance(parsed, str):
             self._refuse(stream_id, PROTOCOL_ERROR)
             return
@@ -839,17 +824,8 @@ class H2Adapter:
         stream.urgency = urgency
         stream.incremental = incremental
         self._streams[stream_id] = stream
-        if method == b"CONNECT":
-            # A tunnel (plain CONNECT) or another protocol: not served here.
-            if protocol != b"websocket":
-                self._answer(stream_id, stream, 501)
-                return
-            problem = handshake_problem(headers, key_required=False)
-            if problem is not None:
-                self._answer(stream_id, stream, problem[0], problem[1])
-                return
-            stream.ws_early = []
-            self._ws_requests[stream_id] = headers
+        if method == b"CONNECT" and not self._connect(stream_id, stream, protocol, headers):
+            return
         self._requests += 1
         events.append(
             Request(
@@ -922,7 +898,7 @@ class H2Adapter:
             return
         headers: Headers = []
         for name, value in event.headers or []:
-            if name[:1] == b":" or _NAME.fullmatch(name) is None or _VALUE_BAD.search(value):
+            if name[:1] == b":" or NAME.fullmatch(name) is None or VALUE_BAD.search(value):
                 self._malformed(event.stream_id, stream, events)
                 return
             headers.append((name, value))
@@ -934,7 +910,7 @@ class H2Adapter:
         stream_id = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
         stream = self._streams.get(stream_id)
         if stream is not None:
-            stream.urgency, stream.incremental = _parse_priority(
+            stream.urgency, stream.incremental = parse_priority(
                 body[4:], stream.urgency, stream.incremental
             )
 
@@ -957,67 +933,17 @@ class H2Adapter:
         self, stream_id: int, stream: _Stream, status: int, headers: Headers | None = None
     ) -> None:
         """A response the adapter gives itself (CONNECT: not served)."""
-        stream.head = [(b":status", _STATUS[status]), *(headers or ()), (b"content-length", b"0")]
+        stream.head = [(b":status", STATUS[status]), *(headers or ()), (b"content-length", b"0")]
         stream.want_end = True
         self._sending[stream_id] = stream
 
     # ------------------------------------------------------------ WebSocket
 
-    def _accept_websocket(self, stream_id: int, stream: _Stream, event: WebSocketAccept) -> None:
-        """``200`` on the CONNECT stream; its DATA are WebSocket frames now."""
-        request = stream.ws_early
-        if request is None or stream.ws is not None or stream.head is not None:
-            raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
-        settings = self.settings.websocket
-        headers = self._ws_requests.pop(stream_id, [])
-        extensions, accepted = negotiate(headers, settings)
-        fields: Headers = []
-        if event.subprotocol:
-            fields.append((b"sec-websocket-protocol", event.subprotocol.encode("latin-1")))
-        if accepted is not None:
-            fields.append((b"sec-websocket-extensions", accepted))
-        fields += [item for item in event.headers if item[0] not in _WS_OWN_FIELDS]
-        stream.head = _response_head(200, fields)
-        self._sending[stream_id] = stream
-        stream.ws = WebSocketFramer(stream_id, settings, extensions, self._last_input)
-        self._websockets[stream_id] = stream
-        events: list[Event] = []
-        if request:
-            stream.ws_early = []
-            self._ws_receive(stream_id, stream, b"".join(request), events)
-        if stream.ended_in:
-            events += stream.ws.receive_eof()
-        elif self._shutdown:  # accepted while shutting down: Close 1001 at once
-            events += stream.ws.begin_shutdown()
-        self._ws_out(stream_id, stream)
-        self._events += events
+    def _ws_settings(self) -> WSSettings:
+        return self.settings.websocket
 
-    def _ws_receive(
-        self, stream_id: int, stream: _Stream, data: bytes, events: list[Event]
-    ) -> None:
-        ws = stream.ws
-        assert ws is not None
-        for event in ws.receive(data, self._last_input):
-            if type(event) is WebSocketMessage:
-                stream.ws_queued += 1
-            events.append(event)
-        self._ws_out(stream_id, stream)
-        self._ws_credit(stream_id, stream)
-
-    def _ws_out(self, stream_id: int, stream: _Stream) -> None:
-        """Queue the framer's bytes as the stream's DATA; END_STREAM once the
-        WebSocket is over."""
-        ws = stream.ws
-        if ws is None or stream.ended_out:
-            return
-        data = ws.data_to_send()
-        if data:
-            stream.pending.append(data)
-            self._sending[stream_id] = stream
-        if ws.done and not stream.want_end:
-            stream.want_end = True
-            self._sending[stream_id] = stream
-            self._websockets.pop(stream_id, None)
+    def _ws_clock(self) -> float:
+        return self._last_input
 
     def _ws_credit(self, stream_id: int, stream: _Stream) -> None:
         """Credit a WebSocket's DATA while the application keeps up and the
@@ -1101,174 +1027,3 @@ _COUNTED = (
 def _priority_key(item: tuple[int, _Stream]) -> tuple[int, bool, int]:
     stream_id, stream = item
     return (stream.urgency, stream.incremental, stream_id)
-
-
-def _response_head(status: int, headers: Headers) -> Headers:
-    """``:status`` and the app's headers, minus connection-specific ones
-    (RFC 9113 §8.2.2: dropped, not an error)."""
-    head: Headers = [(b":status", _STATUS[status])]
-    good = _GOOD_FIELDS
-    for field in headers:
-        if field not in good:
-            name, value = field
-            if name in _CONNECTION_SPECIFIC:
-                continue
-            if _NAME.fullmatch(name) is None:
-                raise AppProtocolError(f"invalid header name {name!r}")
-            if _OUT_VALUE_BAD.search(value) is not None:
-                raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
-            if len(good) >= 4096:
-                good.clear()
-            good.add(field)
-        head.append(field)
-    return head
-
-
-# Response fields already checked (most responses repeat their headers).
-_GOOD_FIELDS: set[tuple[bytes, bytes]] = set()
-
-
-def _trailers(headers: Headers) -> Headers:
-    trailers: Headers = []
-    for name, value in headers:
-        if name in _CONNECTION_SPECIFIC or name[:1] == b":":
-            continue
-        if _NAME.fullmatch(name) is None or _OUT_VALUE_BAD.search(value) is not None:
-            raise AppProtocolError(f"invalid trailer {name!r}: {value!r}")
-        trailers.append((name, value))
-    return trailers
-
-
-class _Parsed(NamedTuple):
-    method: bytes
-    scheme: str
-    authority: bytes | None
-    path: bytes
-    headers: Headers
-    length: int | None
-    urgency: int
-    incremental: bool
-    te: bool
-    protocol: bytes | None  # RFC 8441 :protocol (extended CONNECT)
-
-
-def _parse_request(raw: list[tuple[bytes, bytes]]) -> _Parsed | str:
-    """Validate a request header block (RFC 9113 §8.2-8.3); a reason string
-    if it is malformed."""
-    method = scheme = authority = path = None
-    headers: Headers = []
-    cookies: list[bytes] = []
-    regular = False
-    host: bytes | None = None
-    length: int | None = None
-    urgency, incremental = 3, False
-    te = False
-    protocol: bytes | None = None
-    for name, value in raw:
-        if name[:1] == b":":
-            if regular:
-                return "pseudo-header after a regular field"
-            if name == b":method":
-                if method is not None:
-                    return "duplicate :method"
-                method = value
-            elif name == b":path":
-                if path is not None:
-                    return "duplicate :path"
-                path = value
-            elif name == b":scheme":
-                if scheme is not None:
-                    return "duplicate :scheme"
-                scheme = value
-            elif name == b":authority":
-                if authority is not None:
-                    return "duplicate :authority"
-                authority = value
-            elif name == b":protocol":
-                if protocol is not None:
-                    return "duplicate :protocol"
-                protocol = value
-            else:
-                return f"pseudo-header {name!r} not allowed in requests"
-            if _VALUE_BAD.search(value):
-                return f"invalid {name!r}"
-            continue
-        regular = True
-        if _NAME.fullmatch(name) is None:
-            return f"invalid field name {name!r}"
-        if _VALUE_BAD.search(value) is not None:
-            return f"invalid value for {name!r}"
-        if name in _CONNECTION_SPECIFIC:
-            return f"connection-specific field {name!r}"
-        if name == b"te":
-            if value.lower() != b"trailers":
-                return "TE other than trailers"
-            te = True
-        elif name == b"cookie":
-            cookies.append(value)
-            continue
-        elif name == b"host":
-            if host is not None:
-                return "duplicate host"
-            host = value
-        elif name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                return "invalid content-length"
-            length = int(value)
-        elif name == b"priority":
-            urgency, incremental = _parse_priority(value, urgency, incremental)
-        headers.append((name, value))
-    if method is None:
-        return "missing :method"
-    if protocol is not None:
-        # RFC 8441 §4: only on CONNECT, which then has :scheme and :path too.
-        if method != b"CONNECT" or authority is None:
-            return ":protocol outside an extended CONNECT with :authority"
-    elif method == b"CONNECT":
-        if scheme is not None or path is not None or authority is None:
-            return "CONNECT needs :authority only"
-        return _Parsed(
-            method, "http", authority, b"", headers, length, urgency, incremental, te, None
-        )
-    if scheme is None or path is None:
-        return "missing :scheme or :path"
-    if not path or (path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS")):
-        return "invalid :path"
-    if _NAME.fullmatch(method.lower()) is None:
-        return "invalid :method"
-    if authority is not None:
-        if host is None:
-            headers.insert(0, (b"host", authority))
-        elif host != authority:
-            return "host differs from :authority"
-    elif host is not None:
-        authority = host
-    if cookies:
-        headers.append((b"cookie", b"; ".join(cookies)))
-    return _Parsed(
-        method,
-        scheme.decode("latin-1"),
-        authority,
-        path,
-        headers,
-        length,
-        urgency,
-        incremental,
-        te,
-        protocol,
-    )
-
-
-def _parse_priority(value: bytes, urgency: int, incremental: bool) -> tuple[int, bool]:
-    """An RFC 9218 priority field value; unknown or bad members are ignored."""
-    for member in value.split(b","):
-        match = _PRIORITY_ITEM.match(member)
-        if match is None:
-            continue
-        key, arg = match.groups()
-        if key == b"u":
-            if arg is not None and arg.isdigit() and int(arg) <= 7:
-                urgency = int(arg)
-        else:
-            incremental = arg is None or arg == b"?1"
-    return urgency, incremental

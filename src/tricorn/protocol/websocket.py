@@ -52,11 +52,12 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
-from .events import Event, Headers, WebSocketClose, WebSocketMessage
+from .events import Event, Headers, WebSocketAccept, WebSocketClose, WebSocketMessage
 
 __all__ = [
     "WSSettings",
     "WebSocketFramer",
+    "accept_fields",
     "accept_key",
     "handshake_problem",
     "negotiate",
@@ -110,6 +111,26 @@ def _valid_key(key: bytes) -> bool:
         return len(base64.b64decode(key, validate=True)) == 16
     except (ValueError, binascii.Error):
         return False
+
+
+def accept_fields(
+    request: Headers,
+    event: WebSocketAccept,
+    settings: WSSettings,
+    own: frozenset[bytes],
+    fields: Headers,
+) -> list[Extension]:
+    """Append the handshake answer's WebSocket fields to ``fields``: the
+    chosen subprotocol, the accepted extensions, and the application's own
+    headers minus the ``own`` ones the server writes itself. Returns the
+    extensions the framer uses."""
+    extensions, accepted = negotiate(request, settings)
+    if event.subprotocol:
+        fields.append((b"sec-websocket-protocol", event.subprotocol.encode("latin-1")))
+    if accepted is not None:
+        fields.append((b"sec-websocket-extensions", accepted))
+    fields += [item for item in event.headers if item[0] not in own]
+    return extensions
 
 
 def negotiate(headers: Headers, settings: WSSettings) -> tuple[list[Extension], bytes | None]:

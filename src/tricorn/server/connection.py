@@ -98,20 +98,31 @@ _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStre
 class Connection:
     """One accepted connection and the streams it carries."""
 
-    def __init__(self, ctx: ServerContext, transport: ByteStream, info: ConnectionInfo) -> None:
+    def __init__(
+        self,
+        ctx: ServerContext,
+        transport: ByteStream,
+        info: ConnectionInfo,
+        adapter: ProtocolAdapter | None = None,
+        max_streams: int | None = None,
+    ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.info = info
         self._clock = ctx.clock  # anyio.current_time, without its backend lookup
         self.adapter: ProtocolAdapter
-        self._multiplexed = info.alpn == "h2"  # streams run concurrently
-        if self._multiplexed:
+        # Streams run concurrently on HTTP/2 and HTTP/3 (an adapter given).
+        self._multiplexed = info.alpn == "h2" or adapter is not None
+        if adapter is not None:
+            self.adapter = adapter
+        elif self._multiplexed:
             self.adapter = H2Adapter(ctx.h2_settings, self._clock(), info.scheme)
         elif info.tls is None:
             self.adapter = H1Adapter(ctx.h1c_settings)  # recognises h2c
         else:
             self.adapter = H1Adapter(ctx.h1_settings)
-        self._max_streams = ctx.h2_settings.max_concurrent_streams
+        self._max_streams = max_streams or ctx.h2_settings.max_concurrent_streams
+        self._default_headers = ctx.default_headers
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
         self._streams: dict[int, Stream] = {}
         self._idle_runners: list[_RunnerSlot] = []
@@ -544,10 +555,10 @@ class Connection:
         cycle: HTTPCycle | WebSocketCycle
         if request.protocol == "websocket":
             scope = self._scopes.websocket(request)
-            cycle = WebSocketCycle(ctx.app, scope, stream, ctx.default_headers)
+            cycle = WebSocketCycle(ctx.app, scope, stream, self._default_headers)
         else:
             scope = self._scopes.http(request)
-            cycle = HTTPCycle(ctx.app, scope, stream, ctx.default_headers)
+            cycle = HTTPCycle(ctx.app, scope, stream, self._default_headers)
         access_log = ctx.access_log
         started = time.perf_counter() if access_log.enabled else 0.0
         try:

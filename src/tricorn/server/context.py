@@ -52,13 +52,15 @@ class BackendIO(Protocol):
 
 
 class DefaultHeaders:
-    """``server`` and ``date`` response headers, the date recomputed at most
-    once a second (not formatted per request)."""
+    """``server`` and ``date`` response headers (and ``extra`` ones, e.g.
+    ``alt-svc``), the date recomputed at most once a second (not formatted
+    per request)."""
 
     __slots__ = ("_date", "_headers", "_second", "_server")
 
-    def __init__(self, *, server: bool, date: bool) -> None:
+    def __init__(self, *, server: bool, date: bool, extra: Headers | None = None) -> None:
         self._server: Headers = [(b"server", SERVER_HEADER)] if server else []
+        self._server += extra or []
         self._date = date
         self._second = -1
         self._headers: Headers = list(self._server)

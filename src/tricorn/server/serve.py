@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -24,16 +25,23 @@ from anyio.abc import TaskStatus
 from ..asgi.app import as_asgi3
 from ..asgi.lifespan import Lifespan
 from ..config import Config
-from ..errors import StartupFailure
+from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger
+from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
 from ..protocol.http2 import H2Settings
 from ..protocol.websocket import WSSettings
 from ..sockets import BoundSockets, bind_sockets, describe
 from .context import BackendIO, DefaultHeaders, ServerContext
 from .listeners import Listener
+from .transport import TLSInfo
 
-__all__ = ["h1_settings", "h2_settings", "serve", "ws_settings"]
+if TYPE_CHECKING:  # aioquic is optional (the h3 extra): imported when QUIC is bound
+    from ..protocol.http3 import H3Settings
+    from ..protocol.quic import QuicSettings
+    from .quic import QuicEndpoint
+
+__all__ = ["alt_svc", "h1_settings", "h2_settings", "h3_settings", "serve", "ws_settings"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -84,6 +92,47 @@ def h2_settings(config: Config) -> H2Settings:
     )
 
 
+def h3_settings(config: Config) -> H3Settings:
+    """The HTTP/3 adapter's settings, from the config."""
+    from ..protocol.http3 import H3Settings
+
+    return H3Settings(
+        max_concurrent_streams=config.quic_max_concurrent_streams,
+        stream_window=config.quic_stream_window,
+        connection_window=config.quic_connection_window,
+        send_buffer=config.quic_stream_window,
+        max_header_list_size=config.h2_max_header_list_size,
+        keep_alive_max_requests=config.keep_alive_max_requests,
+        max_queued_messages=config.max_app_queue_size,
+        max_aborted_streams=config.h2_max_control_frames,
+        websocket=ws_settings(config),
+    )
+
+
+def quic_settings(config: Config) -> QuicSettings:
+    """The QUIC transport's settings, from the config."""
+    from ..protocol.quic import QuicSettings
+
+    return QuicSettings(
+        idle_timeout=config.quic_idle_timeout,
+        max_datagram_size=config.quic_max_datagram_size,
+        congestion_control=config.quic_congestion_control,
+        retry=config.quic_retry,
+    )
+
+
+def alt_svc(config: Config, quic_sockets: list[socket.socket]) -> Headers:
+    """The ``alt-svc`` header TCP responses carry: ``alt_svc_headers`` when
+    set, else one ``h3=":PORT"; ma=86400`` per QUIC port (RFC 7838)."""
+    values = list(config.alt_svc_headers)
+    if not values:
+        ports = dict.fromkeys(sock.getsockname()[1] for sock in quic_sockets)
+        values = [f'h3=":{port}"; ma=86400' for port in ports]
+    if not values:
+        return []
+    return [(b"alt-svc", ", ".join(values).encode("latin-1"))]
+
+
 async def serve(
     app: Any,
     config: Config,
@@ -113,13 +162,14 @@ async def serve(
         sockets = bind_sockets(config)
     app = as_asgi3(app)
     state: dict[str, Any] = {}
+    server, date = config.include_server_header, config.include_date_header
     ctx = ServerContext(
         app=app,
         config=config,
         state=state,
         access_log=AccessLogger(config.access_log_format, json_lines=config.access_log_json),
         default_headers=DefaultHeaders(
-            server=config.include_server_header, date=config.include_date_header
+            server=server, date=date, extra=alt_svc(config, sockets.quic)
         ),
         h1_settings=h1_settings(config),
         h1c_settings=dataclasses.replace(h1_settings(config), h2c="h2" in config.alpn_protocols),
@@ -131,8 +181,10 @@ async def serve(
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
     listeners += [Listener(ctx, sock, None) for sock in sockets.insecure]
+    endpoints = _quic_endpoints(ctx, sockets.quic, DefaultHeaders(server=server, date=date))
     urls = [describe(sock, secure=True) for sock in sockets.secure]
     urls += [describe(sock, secure=False) for sock in sockets.insecure]
+    urls += [describe(sock, secure=True, quic=True) for sock in sockets.quic]
     lifespan = Lifespan(app, state)
     failure: StartupFailure | None = None
     try:
@@ -142,7 +194,9 @@ async def serve(
             except StartupFailure as exc:
                 failure = exc  # raised below, outside the task group (no group)
             else:
-                await _serve_listeners(ctx, listeners, urls, shutdown_trigger, task_status)
+                await _serve_listeners(
+                    ctx, listeners, endpoints, urls, shutdown_trigger, task_status
+                )
                 await lifespan.shutdown(config.shutdown_timeout)
             root.cancel_scope.cancel()
         if failure is not None:
@@ -150,11 +204,46 @@ async def serve(
     finally:
         for listener in listeners:
             listener.sock.close()
+        for endpoint in endpoints:
+            endpoint.close()
+
+
+def _quic_endpoints(
+    ctx: ServerContext, quic_sockets: list[socket.socket], default_headers: DefaultHeaders
+) -> list[QuicEndpoint]:
+    """One endpoint per UDP socket, sharing one aioquic configuration."""
+    if not quic_sockets:
+        return []
+    config = ctx.config
+    try:
+        from ..protocol.quic import QuicDispatcher, server_configuration
+        from .quic import QuicEndpoint
+    except ImportError as exc:
+        allowed = "empty unless aioquic is installed (pip install 'tricorn[h3]')"
+        raise ConfigError("quic_bind", list(config.quic_bind), allowed, str(exc)) from None
+    assert config.certfile is not None  # (Config requires both for quic_bind)
+    assert config.keyfile is not None
+    h3 = h3_settings(config)
+    configuration = server_configuration(
+        quic_settings(config), h3, config.certfile, config.keyfile, config.keyfile_password
+    )
+    server_cert = TLSInfo.server_certificate(config.certfile)
+    return [
+        QuicEndpoint(
+            ctx,
+            sock,
+            QuicDispatcher(configuration, quic_settings(config), h3),
+            default_headers,
+            server_cert,
+        )
+        for sock in quic_sockets
+    ]
 
 
 async def _serve_listeners(
     ctx: ServerContext,
     listeners: list[Listener],
+    endpoints: list[QuicEndpoint],
     urls: list[str],
     shutdown_trigger: ShutdownTrigger | None,
     task_status: TaskStatus[list[str]],
@@ -163,11 +252,17 @@ async def _serve_listeners(
         async with anyio.create_task_group() as accepting:
             for listener in listeners:
                 accepting.start_soon(listener.serve, connections)
+            for endpoint in endpoints:
+                # Not in ``accepting``: the endpoint carries its connections'
+                # datagrams until they are drained.
+                connections.start_soon(endpoint.serve, connections)
             for url in urls:
                 log.info("Running on %s (CTRL + C to quit)", url)
             task_status.started(urls)
             await (shutdown_trigger or anyio.sleep_forever)()
             accepting.cancel_scope.cancel()
+            for endpoint in endpoints:
+                endpoint.begin_shutdown()
             with anyio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()

@@ -31,14 +31,20 @@ class TLSInfo:
 
     def __init__(self, context: ssl.SSLContext, certfile: str | None) -> None:
         self.cipher_ids = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
-        self.server_cert: str | None = None
-        if certfile:
-            with open(certfile, encoding="ascii", errors="replace") as file:
-                text = file.read()
-            end = text.find("-----END CERTIFICATE-----")
-            start = text.find("-----BEGIN CERTIFICATE-----")
-            if start != -1 and end != -1:
-                self.server_cert = text[start : end + len("-----END CERTIFICATE-----")] + "\n"
+        self.server_cert = self.server_certificate(certfile)
+
+    @staticmethod
+    def server_certificate(certfile: str | None) -> str | None:
+        """The first certificate of ``certfile`` (PEM), for the extension."""
+        if not certfile:
+            return None
+        with open(certfile, encoding="ascii", errors="replace") as file:
+            text = file.read()
+        end = text.find("-----END CERTIFICATE-----")
+        start = text.find("-----BEGIN CERTIFICATE-----")
+        if start == -1 or end == -1:
+            return None
+        return text[start : end + len("-----END CERTIFICATE-----")] + "\n"
 
     def extension(self, stream: TLSStream) -> dict[str, Any]:
         """The ASGI ``tls`` extension dictionary for one TLS connection."""
