@@ -86,8 +86,12 @@ LAYERS: dict[str, Layer] = {
     "tricorn.sockets": Layer(("tricorn.config", "tricorn.errors")),
     "tricorn.logging": Layer(()),
     "tricorn.middleware": Layer(("tricorn.middleware",)),
+    "tricorn.supervisor": Layer(
+        ("tricorn.workers", "tricorn.config", "tricorn.sockets", "tricorn.errors")
+    ),
     "tricorn.workers": Layer(
         (
+            "tricorn.supervisor",
             "tricorn.server",
             "tricorn._backend",
             "tricorn.config",

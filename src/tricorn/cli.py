@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("app", None, allowed)
         from .workers import run  # lazy: the server is only imported to serve
 
-        return run(config)
+        return run(config, reload_config=lambda: config_from_args(argv, os.environ))
     except ConfigError as err:
         print(err.line(), file=sys.stderr)
         return EXIT_CONFIG

@@ -18,6 +18,14 @@ Socket options, and why:
   Linux copies it to accepted sockets.
 * Non-blocking, listening with ``backlog``; not inheritable (the worker
   manager decides how sockets reach child processes).
+* With several workers, each ``quic_bind`` address gets one UDP socket per
+  worker (``SO_REUSEPORT``) and a classic BPF program that picks the socket
+  from the first byte of the packet's destination connection ID, modulo the
+  number of workers. Every connection ID a worker issues starts with a byte
+  that maps to that worker, and a client's own Initial connection ID maps
+  to some worker by the same rule, so every datagram of a QUIC connection
+  reaches the one worker that owns it, also after the client's address or
+  connection ID changes (docs/http3.md).
 
 Resource handling: on any failure every socket bound so far is closed before
 the error propagates; :meth:`BoundSockets.close` closes them all.
@@ -26,6 +34,7 @@ the error propagates; :meth:`BoundSockets.close` closes them all.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import socket
 import stat
@@ -35,7 +44,7 @@ from dataclasses import dataclass
 from .config import BindAddress, Config
 from .errors import StartupFailure
 
-__all__ = ["BoundSockets", "bind_sockets", "describe"]
+__all__ = ["BoundSockets", "bind_sockets", "cid_router_program", "describe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,18 @@ class BoundSockets:
     insecure: list[socket.socket]
     """TCP/UNIX sockets that serve cleartext."""
     quic: list[socket.socket]
-    """UDP sockets for HTTP/3."""
+    """UDP sockets for HTTP/3: ``quic_copies`` per ``quic_bind`` address, one
+    for each worker, address by address."""
+    quic_copies: int = 1
+    worker_index: int = 0
+    """With QUIC groups: which of the ``quic_copies`` workers serves these."""
+
+    def for_worker(self, index: int) -> BoundSockets:
+        """The sockets worker ``index`` serves: every TCP/UNIX socket and its
+        own UDP socket of each QUIC group."""
+        copies = self.quic_copies
+        own = self.quic[index % copies :: copies]
+        return BoundSockets(self.secure, self.insecure, own, copies, index % copies)
 
     def all(self) -> list[socket.socket]:
         """Every socket, secure first."""
@@ -60,24 +80,102 @@ class BoundSockets:
             sock.close()
 
 
-def bind_sockets(config: Config) -> BoundSockets:
-    """Bind and listen on every address of ``config``.
+def bind_sockets(config: Config, quic_copies: int = 1) -> BoundSockets:
+    """Bind and listen on every address of ``config``; with ``quic_copies``
+    above 1, a routed group of that many UDP sockets per QUIC address.
 
     :raises StartupFailure: an address cannot be bound (in use, no
-        permission, no such interface, a bad inherited fd), naming it.
+        permission, no such interface, a bad inherited fd), naming it; or a
+        QUIC group cannot be made (not Linux, an ``fd://`` QUIC bind).
     """
     opened: list[socket.socket] = []
     try:
         binds = [_bind(a, config, opened) for a in config.bind_addresses]
         extra = [_bind(a, config, opened) for a in config.insecure_bind_addresses]
-        quic = [_bind(a, config, opened, udp=True) for a in config.quic_bind_addresses]
+        quic: list[socket.socket] = []
+        for address in config.quic_bind_addresses:
+            if quic_copies == 1:
+                quic.append(_bind(address, config, opened, udp=True))
+            else:
+                quic += _bind_quic_group(address, config, opened, quic_copies)
     except BaseException:
         for sock in opened:
             sock.close()
         raise
     if config.ssl_enabled:
-        return BoundSockets(secure=binds, insecure=extra, quic=quic)
-    return BoundSockets(secure=[], insecure=binds + extra, quic=quic)
+        return BoundSockets(secure=binds, insecure=extra, quic=quic, quic_copies=quic_copies)
+    return BoundSockets(secure=[], insecure=binds + extra, quic=quic, quic_copies=quic_copies)
+
+
+def _bind_quic_group(
+    address: BindAddress, config: Config, opened: list[socket.socket], copies: int
+) -> list[socket.socket]:
+    """``copies`` UDP sockets on one address, routed by connection ID."""
+    if address.kind != "tcp":
+        raise StartupFailure(
+            f"cannot share {address.text} between {copies} workers: quic_bind needs host:port"
+        )
+    reuse_port = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port is None:
+        raise StartupFailure("quic_bind with several workers needs SO_REUSEPORT (Linux)")
+    group: list[socket.socket] = []
+    port = address.port
+    family = socket.AF_INET6 if address.is_ipv6 else socket.AF_INET
+    try:
+        for _ in range(copies):
+            sock = _new_socket(family, socket.SOCK_DGRAM, opened)
+            _set_inet_options(sock, udp=True)
+            sock.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
+            sock.bind((address.host, port))
+            port = sock.getsockname()[1]  # (port 0: the others join the one chosen)
+            sock.setblocking(False)
+            group.append(sock)
+        _attach_cid_router(group[0], copies)
+    except OSError as exc:
+        raise StartupFailure(f"cannot bind {address.text}: {exc.strerror or exc}") from exc
+    return group
+
+
+_SO_ATTACH_REUSEPORT_CBPF = 51  # <asm-generic/socket.h>
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = (
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (
+        ("len", ctypes.c_ushort),
+        ("filter", ctypes.POINTER(_SockFilter)),
+    )
+
+
+def cid_router_program(copies: int) -> list[tuple[int, int, int, int]]:
+    """The classic BPF program (code, jt, jf, k) that returns the index of
+    the socket for a QUIC datagram: the first byte of its destination
+    connection ID (byte 6 of a long header, byte 1 of a short one) modulo
+    ``copies``. Offsets are into the UDP payload."""
+    return [
+        (0x30, 0, 0, 0),  # A = payload[0]
+        (0x45, 0, 2, 0x80),  # long header (0x80 set)? next : short
+        (0x30, 0, 0, 6),  # long: A = payload[6] (after version and DCID length)
+        (0x05, 0, 0, 1),  # jump to the modulo
+        (0x30, 0, 0, 1),  # short: A = payload[1]
+        (0x94, 0, 0, copies),  # A = A % copies
+        (0x16, 0, 0, 0),  # return A
+    ]
+
+
+def _attach_cid_router(sock: socket.socket, copies: int) -> None:
+    program = cid_router_program(copies)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
+    fprog = _SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(_SockFilter)))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
 
 
 def describe(sock: socket.socket, *, secure: bool, quic: bool = False) -> str:

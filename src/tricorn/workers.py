@@ -1,10 +1,7 @@
-"""The process level: load the app, bind the sockets once, run the server on
-the chosen backend, handle signals, write the pid file.
-
-With ``workers`` 0 or 1 the server runs in this process. Several worker
-processes come with the production issue; the structure is ready for them:
-the sockets are bound here, before any event loop exists, and handed to
-``serve()``.
+"""The process level: bind the sockets once, run the server on the chosen
+backend in this process (``workers = 0``) or in supervised worker processes
+(``workers >= 1``, :mod:`tricorn.supervisor`), handle signals, write the pid
+file.
 """
 
 from __future__ import annotations
@@ -14,10 +11,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
+from anyio.abc import TaskStatus
 
 if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
     # A dependency on 3.10 only; the ignore is for type-checking without it.
@@ -30,7 +29,7 @@ from .logging import configure_logging
 from .server.serve import serve
 from .sockets import BoundSockets, bind_sockets
 
-__all__ = ["load_app", "run"]
+__all__ = ["load_app", "run", "serve_in_process"]
 
 log = logging.getLogger("tricorn.error")
 
@@ -69,9 +68,11 @@ def load_app(path: str) -> Any:
     return obj() if factory else obj
 
 
-def run(config: Config) -> int:
+def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     """Serve ``config.app`` until SIGINT/SIGTERM; return the exit status.
 
+    :param reload_config: reads the configuration again (SIGHUP, with
+        workers); ``None``: SIGHUP restarts the workers with ``config``.
     :raises ConfigError: a bad setting found while starting.
     :raises StartupFailure: the server could not start.
     """
@@ -79,22 +80,50 @@ def run(config: Config) -> int:
     path = config.app or config.application_path
     if not path:
         raise ConfigError("app", None, "an application as 'module:attribute' (APP or app = ...)")
-    if config.workers > 1:
-        log.warning(
-            "workers = %d: several workers are not wired yet; serving in-process", config.workers
-        )
+    if config.workers >= 1:
+        from .supervisor import Supervisor
+
+        return Supervisor(config, reload_config).run()
     app = load_app(path)
     sockets = bind_sockets(config)
     _write_pid(config.pid_path)
     try:
-        _backend.run(_serve_until_signal, app, config, sockets, worker_class=config.worker_class)
-    except BaseExceptionGroup as group:
-        _raise_alone(group)
+        serve_in_process(app, config, sockets)
     finally:
         sockets.close()
         if config.pid_path:
             Path(config.pid_path).unlink(missing_ok=True)
     return 0
+
+
+def serve_in_process(
+    app: Any,
+    config: Config,
+    sockets: BoundSockets,
+    *,
+    ready: Callable[[], None] | None = None,
+    worker: bool = False,
+) -> None:
+    """Run the server on ``config.worker_class`` until SIGTERM (and SIGINT,
+    unless this is a ``worker`` process, whose supervisor relays it).
+
+    :param ready: called once the server listens.
+    :raises ConfigError: a bad setting found while starting.
+    :raises StartupFailure: the server could not start.
+    """
+    signals = (signal.SIGTERM,) if worker else (signal.SIGINT, signal.SIGTERM)
+    try:
+        _backend.run(
+            _serve_until_signal,
+            app,
+            config,
+            sockets,
+            ready,
+            signals,
+            worker_class=config.worker_class,
+        )
+    except BaseExceptionGroup as group:
+        _raise_alone(group)
 
 
 def _one_line(text: str) -> str:
@@ -159,14 +188,20 @@ def _write_pid(pid_path: str | None) -> None:
         Path(pid_path).write_text(f"{os.getpid()}\n")
 
 
-async def _serve_until_signal(app: Any, config: Config, sockets: BoundSockets) -> None:
-    """Serve; the first SIGINT/SIGTERM starts a graceful shutdown, a second
-    one cancels everything at once."""
+async def _serve_until_signal(
+    app: Any,
+    config: Config,
+    sockets: BoundSockets,
+    ready: Callable[[], None] | None,
+    watched: tuple[signal.Signals, ...],
+) -> None:
+    """Serve; the first of the ``watched`` signals starts a graceful
+    shutdown, a second one cancels everything at once."""
     shutdown = anyio.Event()
     async with anyio.create_task_group() as tg:
 
         async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with anyio.open_signal_receiver(*watched) as signals:
                 async for signum in signals:
                     if shutdown.is_set():
                         log.info("second %s: stopping now", signal.Signals(signum).name)
@@ -175,12 +210,18 @@ async def _serve_until_signal(app: Any, config: Config, sockets: BoundSockets) -
                     log.info("%s received: shutting down", signal.Signals(signum).name)
                     shutdown.set()
 
+        async def serving(*, task_status: TaskStatus[list[str]]) -> None:
+            await serve(
+                app,
+                config,
+                sockets=sockets,
+                shutdown_trigger=shutdown.wait,
+                io=_backend,
+                task_status=task_status,
+            )
+            tg.cancel_scope.cancel()
+
         tg.start_soon(watch_signals)
-        await serve(
-            app,
-            config,
-            sockets=sockets,
-            shutdown_trigger=shutdown.wait,
-            io=_backend,
-        )
-        tg.cancel_scope.cancel()
+        await tg.start(serving)
+        if ready is not None:
+            ready()

@@ -76,14 +76,24 @@ class H3Client:
 
     # ------------------------------------------------------------ driving
 
+    async def rebind(self) -> None:
+        """Move to a new UDP socket (a new source port), as after a NAT
+        rebinding: the server sees the connection come from a new address."""
+        old = self.sock
+        self.sock = await anyio.create_connected_udp_socket(*self.addr)
+        await old.aclose()
+
     async def run(self) -> None:
         while self.terminated is None:
             await self.flush()
             timer = self.quic.get_timer()
             with anyio.move_on_at(timer if timer is not None else anyio.current_time() + 3600):
+                sock = self.sock
                 try:
-                    data = await self.sock.receive()
+                    data = await sock.receive()
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                    if sock is not self.sock:
+                        continue  # rebound: read the new socket
                     break
                 self.quic.receive_datagram(data, self.addr, anyio.current_time())
                 self._process()
@@ -246,3 +256,5 @@ async def h3_connect(
                     with anyio.move_on_after(1):
                         await client.closed.wait()
                 tg.cancel_scope.cancel()
+                if client.sock is not sock:  # rebound: the new socket is ours too
+                    await client.sock.aclose()

@@ -376,15 +376,14 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "max_requests",
         kinds.optional(kinds.integer(minimum=1), none_means="never"),
         None,
-        "Requests a worker serves before it is restarted.",
-        status=_PROD,
+        "Requests a worker serves before it retires and a fresh one replaces it"
+        " (with workers = 0 the server stops).",
     ),
     _setting(
         "max_requests_jitter",
         kinds.integer(minimum=0),
         0,
-        "A random 0..jitter added to max_requests per worker.",
-        status=_PROD,
+        "A random 0..jitter added to max_requests per worker, so workers do not retire together.",
     ),
     _setting(
         "pid_path",
@@ -492,9 +491,9 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "workers",
         kinds.integer(minimum=0),
         1,
-        "Worker processes; 0 or 1 serves in this process.",
+        "Worker processes under a supervisor (restarted when they crash, replaced"
+        " one by one on SIGHUP); 0 serves in this process.",
         flags=("-w", "--workers"),
-        status="wired for 0 and 1; more workers come with the production-serving issue",
     ),
     _setting(
         "wsgi_max_body_size",

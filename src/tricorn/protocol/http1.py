@@ -88,6 +88,7 @@ _HOST = re.compile(
 _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_LENGTH_LIST = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
+_FIRST_REQUEST_GRACE = 1.0  # s a fresh connection has for its request once shutdown began
 _NO_BODY_STATUS = frozenset({204, 304})
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # GOAWAY(last stream 0, PROTOCOL_ERROR), for a broken HTTP/2 preface on a cleartext port.
@@ -780,7 +781,10 @@ class H1Adapter:
             else:
                 if self._idle_since is None:
                     self._idle_since = now
-                deadline = _add(self._idle_since, settings.keep_alive_timeout)
+                timeout = settings.keep_alive_timeout
+                if self._shutdown:  # a fresh connection, kept for its first request
+                    timeout = min(timeout or _FIRST_REQUEST_GRACE, _FIRST_REQUEST_GRACE)
+                deadline = _add(self._idle_since, timeout)
         elif not self._body_complete:
             if self._queued >= settings.max_queued_body or self._expect_100:
                 # the app holds the body, or the client waits for our 100
@@ -823,6 +827,11 @@ class H1Adapter:
         if ws is not None:
             return [] if self._closing else ws.begin_shutdown() + self._ws_flush(ws)
         if self._closing or self._in_request or self._poll:
+            return []
+        if not self._requests and self._head_since is None:
+            # Accepted just before the listener closed: its request is most
+            # likely on the wire. It is served (with Connection: close) if it
+            # comes within _FIRST_REQUEST_GRACE of the connection's start.
             return []
         return self._close("shutting down")
 

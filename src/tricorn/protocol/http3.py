@@ -45,6 +45,7 @@ user, and covers the places where its defaults do not suit a server:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,9 +163,24 @@ class H3Settings:
 class _Quic(QuicConnection):
     """aioquic's connection with consumption-based receive credit (see the
     module docstring): its own rule doubles a window whenever half of it is
-    used; here the adapter names the limit."""
+    used; here the adapter names the limit. Connection IDs come from
+    ``new_cid`` (several workers: the first byte names the worker)."""
 
     adapter: H3Adapter
+    new_cid: Callable[[], bytes] | None = None
+
+    def use_cid_factory(self, new_cid: Callable[[], bytes]) -> None:
+        """Issue every connection ID with ``new_cid`` (before any packet)."""
+        self.new_cid = new_cid
+        first = self._host_cids[0]
+        first.cid = self.host_cid = self._local_initial_source_connection_id = new_cid()
+
+    def _replenish_connection_ids(self) -> None:
+        issued = len(self._host_cids)
+        super()._replenish_connection_ids()
+        if self.new_cid is not None:
+            for connection_id in self._host_cids[issued:]:
+                connection_id.cid = self.new_cid()
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         target = self.adapter._stream_credit(stream.stream_id)
@@ -297,6 +313,7 @@ class H3Adapter(StreamWebSockets):
     :param now: the time the connection starts.
     :param original_destination_connection_id: the client's first DCID.
     :param retry_source_connection_id: the SCID of our Retry, if one was sent.
+    :param new_cid: makes the connection IDs we issue (default: random).
     """
 
     def __init__(
@@ -307,6 +324,7 @@ class H3Adapter(StreamWebSockets):
         *,
         original_destination_connection_id: bytes,
         retry_source_connection_id: bytes | None = None,
+        new_cid: Callable[[], bytes] | None = None,
     ) -> None:
         self.settings = settings
         quic = _Quic(
@@ -315,6 +333,8 @@ class H3Adapter(StreamWebSockets):
             retry_source_connection_id=retry_source_connection_id,
         )
         quic.adapter = self
+        if new_cid is not None:
+            quic.use_cid_factory(new_cid)
         limit = quic._local_max_streams_bidi
         limit.value = limit.sent = settings.max_concurrent_streams
         quic._local_max_data.value = quic._local_max_data.sent = settings.connection_window

@@ -28,6 +28,8 @@ I/O and is driven with bytes in unit tests.
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,7 @@ __all__ = [
     "QuicSettings",
     "Reply",
     "Routed",
+    "cid_factory",
     "server_configuration",
 ]
 
@@ -67,12 +70,29 @@ class QuicSettings:
     :param max_datagram_size: the largest UDP payload we send.
     :param congestion_control: aioquic's algorithm (``reno`` or ``cubic``).
     :param retry: answer new clients with a Retry first (address validation).
+    :param worker: ``(index, count)`` of this worker among the processes
+        sharing the UDP port: every connection ID issued here starts with a
+        byte equal to ``index`` modulo ``count``, which is how the kernel's
+        routing program (``tricorn.sockets``) finds this worker.
     """
 
     idle_timeout: float = 30.0
     max_datagram_size: int = 1200
     congestion_control: str = "reno"
     retry: bool = False
+    worker: tuple[int, int] = (0, 1)
+
+
+def cid_factory(index: int, count: int) -> Callable[[], bytes]:
+    """New connection IDs whose first byte modulo ``count`` is ``index``."""
+    if count == 1:
+        return lambda: os.urandom(CID_LENGTH)
+    choices = range(index % count, 256, count)
+
+    def new_cid() -> bytes:
+        return bytes((secrets.choice(choices),)) + os.urandom(CID_LENGTH - 1)
+
+    return new_cid
 
 
 def server_configuration(
@@ -151,6 +171,7 @@ class QuicDispatcher:
         self._routes: dict[bytes, Any] = {}
         self._versions = frozenset(configuration.supported_versions)
         self._retry = QuicRetryTokenHandler() if quic.retry else None
+        self._new_cid = cid_factory(*quic.worker)
         self.accepting = True  # False while shutting down: no new connections
 
     def __len__(self) -> int:
@@ -188,7 +209,7 @@ class QuicDispatcher:
         retry_cid: bytes | None = None
         if self._retry is not None:
             if not header.token:
-                source_cid = os.urandom(CID_LENGTH)
+                source_cid = self._new_cid()  # (the client's next Initial comes here)
                 token = self._retry.create_token(
                     address=addr,
                     original_destination_connection_id=header.destination_cid,
@@ -220,6 +241,7 @@ class QuicDispatcher:
             now,
             original_destination_connection_id=original_cid,
             retry_source_connection_id=retry_cid,
+            new_cid=self._new_cid,
         )
         return NewConnection(adapter, header.destination_cid)
 

@@ -572,6 +572,7 @@ class Connection:
         finally:
             del self._streams[stream.stream_id]
             self._stream_ended()
+            ctx.request_done()
             if not self._streams and self._streams_done is not None:
                 self._streams_done.set()
         if access_log.enabled:

@@ -93,7 +93,16 @@ class ServerContext:
     io: BackendIO | None = None  # backend fast paths, from the process layer
     server_names: frozenset[str] = frozenset()  # Host allow-list; empty: any
     clock: Callable[[], float] = anyio.current_time  # the backend's, when io gives it
+    max_requests: int | None = None  # then this worker retires (max_requests + jitter)
+    requests: int = 0  # requests (and WebSockets) answered so far
+    retire: anyio.Event = field(default_factory=anyio.Event)  # max_requests reached
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
+
+    def request_done(self) -> None:
+        """Count one answered request; at ``max_requests`` the server retires."""
+        self.requests += 1
+        if self.max_requests is not None and self.requests >= self.max_requests:
+            self.retire.set()
 
     def add(self, connection: Connection) -> None:
         """Register a live connection."""

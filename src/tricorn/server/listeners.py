@@ -6,6 +6,13 @@ briefly and retries when the process is out of file descriptors or memory
 (EMFILE, ENFILE, ENOBUFS, ENOMEM: the server must not crash), performs the
 TLS handshake (bounded by ``ssl_handshake_timeout``) inside the
 connection's own task, and hands the stream to a :class:`Connection`.
+
+The loop calls ``accept()`` on the non-blocking socket itself and waits
+only in ``wait_readable``, so a cancellation (shutdown, a worker retiring)
+never lands between the kernel handing over a connection and the server
+taking it: an accept cancelled inside the event loop would drop a client
+the kernel had already given us, and with it the request it sent. What
+is not accepted stays in the backlog for the other workers.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import socket
 import ssl
 
 import anyio
-from anyio.abc import ByteStream, SocketListener, TaskGroup
+import anyio.lowlevel
+from anyio.abc import ByteStream, SocketStream, TaskGroup, UNIXSocketStream
 
 from .connection import Connection
 from .context import ServerContext
@@ -45,37 +53,53 @@ class Listener:
         self.sock = sock
         self.ssl_context = ssl_context
         self._tls_info = TLSInfo(ssl_context, ctx.config.certfile) if ssl_context else None
-        self._listener: SocketListener | None = None
 
     async def serve(self, connections: TaskGroup) -> None:
         """Accept until cancelled or closed; connections run in ``connections``."""
-        self._listener = listener = await SocketListener.from_socket(self.sock)
-        async with listener:
-            while True:
-                await self.ctx.wait_for_slot(self._pending)
+        sock = self.sock
+        sock.setblocking(False)
+        unix = sock.family == socket.AF_UNIX
+        while True:
+            await self.ctx.wait_for_slot(self._pending)
+            try:
+                client, _ = sock.accept()
+            except BlockingIOError:
                 try:
-                    stream = await listener.accept()
-                except anyio.ClosedResourceError:
+                    await anyio.wait_readable(sock)  # cancellable: nothing taken yet
+                except (anyio.ClosedResourceError, OSError):
                     return
-                except OSError as exc:
-                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    log.warning("accept() failed (%s); retrying", errno.errorcode[exc.errno])
-                    await anyio.sleep(_CAPACITY_BACKOFF)
-                    continue
-                self.ctx.starting += 1
-                connections.start_soon(self._handle, stream)
+                continue
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    if sock.fileno() == -1:
+                        return  # closed
+                    raise
+                log.warning("accept() failed (%s); retrying", errno.errorcode[exc.errno])
+                await anyio.sleep(_CAPACITY_BACKOFF)
+                continue
+            self.ctx.starting += 1
+            connections.start_soon(self._adopt, client, unix)
 
     async def _pending(self) -> None:
         """Return once a client waits to be accepted."""
         await anyio.wait_readable(self.sock)
 
     async def aclose(self) -> None:
-        """Stop accepting: new connections are refused from now on."""
-        if self._listener is not None:
-            await self._listener.aclose()
-        else:
-            self.sock.close()
+        """Stop accepting: new connections are refused from now on (unless
+        another worker still listens on the same socket)."""
+        anyio.notify_closing(self.sock)  # a wait_readable on it ends first
+        self.sock.close()
+        await anyio.lowlevel.checkpoint()
+
+    async def _adopt(self, client: socket.socket, unix: bool) -> None:
+        try:
+            kind = UNIXSocketStream if unix else SocketStream
+            stream: ByteStream = await kind.from_socket(client)
+        except BaseException:
+            client.close()
+            self.ctx.started()
+            raise
+        await self._handle(stream)
 
     async def _handle(self, stream: ByteStream) -> None:
         if self.ctx.io is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -109,8 +110,9 @@ def h3_settings(config: Config) -> H3Settings:
     )
 
 
-def quic_settings(config: Config) -> QuicSettings:
-    """The QUIC transport's settings, from the config."""
+def quic_settings(config: Config, worker: tuple[int, int] = (0, 1)) -> QuicSettings:
+    """The QUIC transport's settings, from the config; ``worker`` is this
+    process's ``(index, count)`` among those sharing the UDP ports."""
     from ..protocol.quic import QuicSettings
 
     return QuicSettings(
@@ -118,6 +120,7 @@ def quic_settings(config: Config) -> QuicSettings:
         max_datagram_size=config.quic_max_datagram_size,
         congestion_control=config.quic_congestion_control,
         retry=config.quic_retry,
+        worker=worker,
     )
 
 
@@ -177,11 +180,12 @@ async def serve(
         io=io,
         server_names=frozenset(config.server_names),
         clock=io.clock() if io is not None else anyio.current_time,
+        max_requests=_max_requests(config),
     )
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
     listeners += [Listener(ctx, sock, None) for sock in sockets.insecure]
-    endpoints = _quic_endpoints(ctx, sockets.quic, DefaultHeaders(server=server, date=date))
+    endpoints = _quic_endpoints(ctx, sockets, DefaultHeaders(server=server, date=date))
     urls = [describe(sock, secure=True) for sock in sockets.secure]
     urls += [describe(sock, secure=False) for sock in sockets.insecure]
     urls += [describe(sock, secure=True, quic=True) for sock in sockets.quic]
@@ -208,12 +212,22 @@ async def serve(
             endpoint.close()
 
 
+def _max_requests(config: Config) -> int | None:
+    """``max_requests`` plus this worker's share of the jitter, so workers
+    started together do not all retire at once."""
+    if config.max_requests is None:
+        return None
+    return config.max_requests + random.randint(0, config.max_requests_jitter)
+
+
 def _quic_endpoints(
-    ctx: ServerContext, quic_sockets: list[socket.socket], default_headers: DefaultHeaders
+    ctx: ServerContext, sockets: BoundSockets, default_headers: DefaultHeaders
 ) -> list[QuicEndpoint]:
     """One endpoint per UDP socket, sharing one aioquic configuration."""
+    quic_sockets = sockets.quic
     if not quic_sockets:
         return []
+    worker = (sockets.worker_index, sockets.quic_copies)
     config = ctx.config
     try:
         from ..protocol.quic import QuicDispatcher, server_configuration
@@ -225,14 +239,14 @@ def _quic_endpoints(
     assert config.keyfile is not None
     h3 = h3_settings(config)
     configuration = server_configuration(
-        quic_settings(config), h3, config.certfile, config.keyfile, config.keyfile_password
+        quic_settings(config, worker), h3, config.certfile, config.keyfile, config.keyfile_password
     )
     server_cert = TLSInfo.server_certificate(config.certfile)
     return [
         QuicEndpoint(
             ctx,
             sock,
-            QuicDispatcher(configuration, quic_settings(config), h3),
+            QuicDispatcher(configuration, quic_settings(config, worker), h3),
             default_headers,
             server_cert,
         )
@@ -259,7 +273,7 @@ async def _serve_listeners(
             for url in urls:
                 log.info("Running on %s (CTRL + C to quit)", url)
             task_status.started(urls)
-            await (shutdown_trigger or anyio.sleep_forever)()
+            await _until_shutdown(ctx, shutdown_trigger)
             accepting.cancel_scope.cancel()
             for endpoint in endpoints:
                 endpoint.begin_shutdown()
@@ -268,6 +282,23 @@ async def _serve_listeners(
                     await listener.aclose()
         await _drain(ctx)
         connections.cancel_scope.cancel()
+
+
+async def _until_shutdown(ctx: ServerContext, shutdown_trigger: ShutdownTrigger | None) -> None:
+    """Return when ``shutdown_trigger`` returns or ``max_requests`` is reached."""
+    async with anyio.create_task_group() as tg:
+
+        async def retire() -> None:
+            await ctx.retire.wait()
+            log.info("max_requests (%d) reached: this worker retires", ctx.requests)
+            tg.cancel_scope.cancel()
+
+        async def trigger() -> None:
+            await (shutdown_trigger or anyio.sleep_forever)()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(retire)
+        tg.start_soon(trigger)
 
 
 async def _drain(ctx: ServerContext) -> None:

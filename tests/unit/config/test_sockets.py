@@ -150,3 +150,41 @@ def test_sockets_bound_before_a_failure_are_closed(tmp_path: Path):
         bind_sockets(Config(bind=("127.0.0.1:0", f"unix:{blocker}")))
     if before is not None:
         assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_quic_group_routes_by_the_first_byte_of_the_connection_id() -> None:
+    """One UDP socket per worker on the same port; the kernel runs the BPF
+    program: short and long headers go to socket ``dcid[0] % copies``."""
+    config = Config(
+        bind=("127.0.0.1:0",), quic_bind=("127.0.0.1:0",), certfile="c.pem", keyfile="k.pem"
+    )
+    with bound_copies(config, 3) as sockets:
+        ports = {sock.getsockname()[1] for sock in sockets.quic}
+        assert len(sockets.quic) == 3
+        assert len(ports) == 1
+        port = ports.pop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for first in range(12):
+                client.sendto(bytes((0x40, first)) + b"s" * 30, ("127.0.0.1", port))
+                long_header = bytes((0xC0, 0, 0, 0, 1, 8, first)) + b"l" * 30
+                client.sendto(long_header, ("127.0.0.1", port))
+        for index, sock in enumerate(sockets.quic):
+            got: list[int] = []
+            sock.settimeout(1)
+            while len(got) < 8:
+                data = sock.recv(100)
+                got.append(data[1] if data[0] < 0x80 else data[6])
+            assert sorted(got) == sorted(2 * [b for b in range(12) if b % 3 == index])
+        worker = sockets.for_worker(2)
+        assert worker.quic == [sockets.quic[2]]
+        assert (worker.worker_index, worker.quic_copies) == (2, 3)
+        assert worker.secure == sockets.secure
+
+
+@contextmanager
+def bound_copies(config: Config, copies: int) -> Iterator[BoundSockets]:
+    sockets = bind_sockets(config, quic_copies=copies)
+    try:
+        yield sockets
+    finally:
+        sockets.close()

@@ -909,12 +909,41 @@ def test_read_timeout_caps_body_wait() -> None:
 # ------------------------------------------------------------------ shutdown
 
 
-def test_shutdown_when_idle() -> None:
+def test_shutdown_when_idle_after_a_request() -> None:
     a = adapter()
+    a.receive_data(GET, NOW)
+    respond(a)
+    assert a.next_events(NOW) == []
     (closed,) = a.begin_shutdown()
     assert isinstance(closed, ConnectionClosed)
     assert not reads(a)
     assert a.data_to_send() == b""
+
+
+def test_shutdown_gives_a_fresh_connection_a_moment_for_its_request() -> None:
+    """Accepted just before the listener closed: the request is on its way.
+    Nothing at all within the grace (1 s from the start): a quiet close."""
+    a = adapter(keep_alive_timeout=5.0)
+    assert a.next_deadline(10.0) == 15.0  # the connection starts at 10.0
+    assert a.begin_shutdown() == []
+    assert reads(a)
+    assert a.next_deadline(10.5) == 11.0
+    assert a.handle_timeout(10.9) == []
+    (closed,) = a.handle_timeout(11.0)
+    assert isinstance(closed, ConnectionClosed)
+    assert a.data_to_send() == b""
+
+
+def test_shutdown_serves_the_first_request_of_a_fresh_connection() -> None:
+    a = adapter()
+    a.next_deadline(10.0)
+    assert a.begin_shutdown() == []
+    events = a.receive_data(GET, 10.2)
+    assert events == [Request(1, b"GET", b"/", [(b"host", b"example.com")], "1.1"), EndBody(1)]
+    response = parse_one(respond(a))
+    assert response.header(b"connection") == [b"close"]
+    (closed,) = a.next_events(NOW)
+    assert isinstance(closed, ConnectionClosed)
 
 
 def test_shutdown_during_a_request(feed: Feeder) -> None:

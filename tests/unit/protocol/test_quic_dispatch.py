@@ -19,6 +19,7 @@ from tricorn.protocol.quic import (
     QuicSettings,
     Reply,
     Routed,
+    cid_factory,
     server_configuration,
 )
 
@@ -327,3 +328,30 @@ def test_retry_every_initial_without_token() -> None:
 def test_token_without_retry_is_ignored() -> None:
     packet = long_packet(QuicProtocolVersion.VERSION_1, new_cid(), new_cid(), token=b"t" * 16)
     assert isinstance(dispatcher().receive(packet, CLIENT_ADDR, NOW), NewConnection)
+
+
+# ------------------------------------------------------------------ several workers
+
+
+@pytest.mark.parametrize(("index", "count"), [(0, 2), (1, 2), (2, 3), (5, 7)])
+def test_cid_factory_names_the_worker(index: int, count: int) -> None:
+    new_cid = cid_factory(index, count)
+    cids = {new_cid() for _ in range(200)}
+    assert len(cids) == 200  # still random
+    assert all(len(cid) == CID_LENGTH and cid[0] % count == index for cid in cids)
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_every_issued_cid_routes_to_this_worker(retry: bool) -> None:
+    peer = Peer(quic=QuicSettings(retry=retry, worker=(1, 3)))
+    round_trip(peer)
+    issued = [cid for cid, new in peer.cids if new]
+    assert len(issued) >= 2  # the first one and those NEW_CONNECTION_ID announced
+    assert all(cid[0] % 3 == 1 for cid in issued)
+    # The client now addresses us by one of them; so did a Retry's SCID.
+    assert peer.client._peer_cid.cid in issued
+    if retry:
+        first = peer.results[0]
+        assert isinstance(first, Reply)
+        header = pull_quic_header(Buffer(data=first.data), host_cid_length=CID_LENGTH)
+        assert header.source_cid[0] % 3 == 1

@@ -1,0 +1,433 @@
+"""Worker processes: the parent binds every socket once and keeps N workers
+serving on them (``workers >= 1``).
+
+Theory of operation
+-------------------
+The parent never runs an event loop and never imports the application. It
+binds the sockets (:func:`tricorn.sockets.bind_sockets`; with
+``quic_bind``, one UDP socket per worker and per address, routed by
+connection ID), writes ``pid_path``, and forks one process per worker
+*slot*. A worker loads the application, serves on the inherited sockets
+(its own UDP socket of each QUIC group), and reports readiness by writing
+one byte to a pipe once it listens.
+
+The parent's loop waits in ``select`` for a signal (through
+``signal.set_wakeup_fd``), a readiness byte, or the next scheduled restart,
+and reaps children on every turn:
+
+* **A worker exits unasked** (crash, kill, OOM): logged at WARNING with
+  its status, and restarted in the same slot after a backoff (0.1 s,
+  doubling up to 10 s; reset once a worker has served for 30 s). The other
+  workers keep serving meanwhile. A worker that retires at
+  ``max_requests`` exits 0 and is replaced at once.
+* **Startup failures are fatal** when no worker ever became ready: a
+  worker exiting with status 2 (configuration) or 3 (startup) before
+  anyone served stops the server with that status, as ``workers = 0``
+  would. Later, the same failure (a reload of broken code) is retried with
+  the backoff while the other workers serve.
+* **SIGTERM / SIGINT**: every worker gets SIGTERM and drains (its listeners
+  close first, in-flight requests finish within ``graceful_timeout``); the
+  parent waits ``graceful_timeout`` plus a margin, then SIGKILLs what is
+  left. A second signal SIGTERMs the workers again, which stops them at
+  once.
+* **SIGHUP**: the configuration is read again (a bad file is logged and
+  changes nothing) and the workers are replaced one slot at a time: the
+  new worker starts with the new settings and certificates, and only once
+  it listens is the old one told to drain. No request fails; new TLS and
+  QUIC handshakes get the new certificate. Binds do not change on reload.
+* **SIGTTIN / SIGTTOU**: one worker more / fewer (not with ``quic_bind``:
+  the routing program's modulus is fixed at startup).
+
+Workers ignore SIGINT and SIGHUP (a terminal's Ctrl-C reaches the whole
+process group; the parent decides) and react to SIGTERM only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import logging
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from .config import Config
+from .errors import ConfigError, StartupFailure
+from .sockets import BoundSockets, bind_sockets
+from .workers import load_app, serve_in_process
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("tricorn.error")
+
+_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+_BACKOFF_FIRST = 0.1  # seconds before restarting a crashed worker
+_BACKOFF_MAX = 10.0
+_HEALTHY_AFTER = 30.0  # a worker that served this long resets its slot's backoff
+_KILL_MARGIN = 5.0  # after graceful_timeout, before SIGKILL
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+@dataclasses.dataclass(eq=False)
+class _Worker:
+    slot: int
+    pid: int
+    ready_fd: int  # read end of the readiness pipe (-1 once read or closed)
+    started: float
+    ready: bool = False
+    stopping: bool = False  # we asked it to stop: its exit is expected
+
+
+class Supervisor:
+    """Run and keep ``config.workers`` worker processes (see the module
+    docstring).
+
+    :param config: the settings.
+    :param reload_config: reads the configuration again on SIGHUP.
+    """
+
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None) -> None:
+        self.config = config
+        self._reload_config = reload_config
+        self._slots = config.workers
+        self._workers: dict[int, _Worker] = {}  # by pid
+        self._backoff: dict[int, float] = {}  # slot -> next delay
+        self._restart_at: dict[int, float] = {}  # slot -> when to start it again
+        self._rolling: list[int] = []  # slots still to replace (SIGHUP)
+        self._replacing: _Worker | None = None  # the new worker of a rolling step
+        self._ever_ready = False
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._status = 0
+        self._pending: list[int] = []
+        self._sockets: BoundSockets | None = None
+        self._quic_groups = bool(config.quic_bind)
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; the exit status."""
+        config = self.config
+        copies = config.workers if self._quic_groups else 1
+        self._sockets = bind_sockets(config, quic_copies=copies)
+        if config.pid_path:
+            Path(config.pid_path).write_text(f"{os.getpid()}\n")
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in _SIGNALS}
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        self._wake = (wake_r, wake_w)
+        try:
+            for slot in range(self._slots):
+                self._start(slot, config)
+            while self._workers or not self._stopping:
+                self._turn(wake_r)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+            self._sockets.close()
+            if config.pid_path:
+                Path(config.pid_path).unlink(missing_ok=True)
+        return self._status
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._pending.append(signum)
+
+    def _turn(self, wake_r: int) -> None:
+        """Wait for something to do, then do it."""
+        now = time.monotonic()
+        timeout = 1.0
+        if self._restart_at:
+            timeout = max(0.0, min(timeout, min(self._restart_at.values()) - now))
+        if self._stopping:
+            timeout = max(0.0, min(timeout, self._stop_deadline - now))
+        readable = [wake_r] + [w.ready_fd for w in self._workers.values() if w.ready_fd >= 0]
+        try:
+            ready, _, _ = select.select(readable, [], [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            ready = []
+        if wake_r in ready:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        pending, self._pending = self._pending, []
+        for signum in pending:
+            self._signal(signum)
+        for worker in list(self._workers.values()):
+            if worker.ready_fd in ready:
+                self._readiness(worker)
+        self._reap()
+        now = time.monotonic()
+        for slot, when in list(self._restart_at.items()):
+            if when <= now and not self._stopping:
+                del self._restart_at[slot]
+                self._start(slot, self.config)
+        if self._stopping and now >= self._stop_deadline:
+            for worker in self._workers.values():
+                log.warning("worker %d (pid %d) did not stop: killing it", worker.slot, worker.pid)
+                _kill(worker.pid, signal.SIGKILL)
+            self._stop_deadline = now + _KILL_MARGIN
+
+    # ------------------------------------------------------------ signals
+
+    def _signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reaped every turn
+        name = signal.Signals(signum).name
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            if self._stopping:
+                log.info("second %s: stopping the workers now", name)
+            else:
+                log.info("%s received: shutting down %d worker(s)", name, len(self._workers))
+            self._stop()
+        elif self._stopping:
+            return
+        elif signum == signal.SIGHUP:
+            self._reload()
+        elif signum == signal.SIGTTIN:
+            self._resize(+1)
+        elif signum == signal.SIGTTOU:
+            self._resize(-1)
+
+    def _stop(self) -> None:
+        """SIGTERM every worker (again: they stop at once); close our copies
+        of the listening sockets."""
+        if not self._stopping:
+            self._stopping = True
+            self._restart_at.clear()
+            self._rolling.clear()
+            self._stop_deadline = time.monotonic() + self.config.graceful_timeout + _KILL_MARGIN
+        for worker in self._workers.values():
+            worker.stopping = True
+            _kill(worker.pid, signal.SIGTERM)
+        if self._sockets is not None:
+            # The workers close theirs as they start draining; with ours
+            # closed too, new connections are refused from now on.
+            self._sockets.close()
+
+    def _reload(self) -> None:
+        if self._rolling or self._replacing is not None:
+            log.info("SIGHUP: a reload is in progress already")
+            return
+        if self._reload_config is not None:
+            try:
+                config = self._reload_config()
+            except ConfigError as err:
+                log.error("SIGHUP: the configuration was not reloaded: %s", err.line())
+                return
+            if _binds(config) != _binds(self.config):
+                log.warning("SIGHUP: changed binds take effect at the next start only")
+            self.config = dataclasses.replace(
+                config,
+                bind=self.config.bind,
+                insecure_bind=self.config.insecure_bind,
+                quic_bind=self.config.quic_bind,
+                workers=self._slots,
+            )
+        log.info("SIGHUP: replacing %d worker(s) one by one", self._slots)
+        self._rolling = sorted(self._slot_workers())
+        self._next_rolling()
+
+    def _next_rolling(self) -> None:
+        """Start the replacement of the next slot; its old worker is told to
+        stop once the new one listens."""
+        while self._rolling:
+            slot = self._rolling.pop(0)
+            if slot in self._slot_workers():
+                self._replacing = self._start(slot, self.config)
+                return
+        self._replacing = None
+        log.info("reload done")
+
+    def _resize(self, delta: int) -> None:
+        if self._quic_groups:
+            log.warning("worker count is fixed while quic_bind is set (QUIC routing)")
+            return
+        if delta > 0:
+            self._slots += 1
+            log.info("SIGTTIN: %d worker(s)", self._slots)
+            self._start(self._slots - 1, self.config)
+        elif self._slots > 1:
+            self._slots -= 1
+            log.info("SIGTTOU: %d worker(s)", self._slots)
+            self._restart_at.pop(self._slots, None)
+            for worker in self._workers.values():
+                if worker.slot == self._slots:
+                    worker.stopping = True
+                    _kill(worker.pid, signal.SIGTERM)
+
+    def _slot_workers(self) -> dict[int, _Worker]:
+        return {w.slot: w for w in self._workers.values() if not w.stopping}
+
+    # ------------------------------------------------------------ workers
+
+    def _start(self, slot: int, config: Config) -> _Worker:
+        assert self._sockets is not None
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (covered by subprocess tests)
+            os.close(ready_r)
+            self._child(slot, config, ready_w)
+        os.close(ready_w)
+        worker = _Worker(slot, pid, ready_r, time.monotonic())
+        self._workers[pid] = worker
+        log.debug("worker %d started (pid %d)", slot, pid)
+        return worker
+
+    def _child(self, slot: int, config: Config, ready_w: int) -> NoReturn:  # pragma: no cover
+        """The worker process: serve until SIGTERM, then exit."""
+        status = 0
+        try:
+            _die_with_parent()
+            signal.set_wakeup_fd(-1)
+            for fd in self._wake:
+                os.close(fd)
+            for worker in self._workers.values():
+                if worker.ready_fd >= 0:
+                    os.close(worker.ready_fd)
+            for signum in _SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            assert self._sockets is not None
+            sockets = self._sockets.for_worker(slot)
+            for sock in self._sockets.quic:  # the other workers' UDP sockets
+                if sock not in sockets.quic:
+                    sock.close()
+            path = config.app or config.application_path
+            assert path is not None
+            app = load_app(path)
+
+            def ready() -> None:
+                os.write(ready_w, b"1")
+                os.close(ready_w)
+
+            serve_in_process(app, config, sockets, ready=ready, worker=True)
+        except ConfigError as err:
+            print(err.line(), file=sys.stderr)
+            status = EXIT_CONFIG
+        except StartupFailure as err:
+            print(f"tricorn: startup failed: {' '.join(str(err).split())}", file=sys.stderr)
+            status = EXIT_STARTUP
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        finally:
+            sys.stderr.flush()
+            sys.stdout.flush()
+            logging.shutdown()
+            os._exit(status)
+
+    def _readiness(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.ready_fd, 1)
+        except OSError:
+            data = b""
+        os.close(worker.ready_fd)
+        worker.ready_fd = -1
+        if not data:
+            return  # it exited before listening; _reap reports it
+        worker.ready = True
+        self._ever_ready = True
+        log.debug("worker %d (pid %d) is serving", worker.slot, worker.pid)
+        if worker is self._replacing:
+            for old in self._workers.values():
+                if old.slot == worker.slot and old is not worker and not old.stopping:
+                    old.stopping = True
+                    _kill(old.pid, signal.SIGTERM)
+            self._next_rolling()
+
+    def _reap(self) -> None:
+        while self._workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self._workers.pop(pid, None)
+            if worker is None:
+                continue
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+                worker.ready_fd = -1
+            self._exited(worker, status)
+
+    def _exited(self, worker: _Worker, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        slot = worker.slot
+        if worker is self._replacing:  # a reload's new worker failed to start
+            log.error("reload: the new worker %d exited (%s); keeping the old one", slot, code)
+            self._replacing = None
+            self._rolling.clear()
+            return
+        if worker.stopping or self._stopping:
+            log.debug("worker %d (pid %d) stopped (%s)", slot, worker.pid, code)
+            return
+        if slot >= self._slots:
+            return
+        if code in (EXIT_CONFIG, EXIT_STARTUP) and not self._ever_ready:
+            # The worker said why in one line on stderr; that is the report.
+            log.debug("worker %d could not start (exit status %d): stopping", slot, code)
+            self._status = code
+            self._stop()
+            return
+        if code == 0:
+            log.info("worker %d (pid %d) retired: starting a new one", slot, worker.pid)
+            self._start(slot, self.config)
+            return
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        delay = self._backoff.get(slot, _BACKOFF_FIRST)
+        if time.monotonic() - worker.started >= _HEALTHY_AFTER:
+            delay = _BACKOFF_FIRST
+        self._backoff[slot] = min(delay * 2, _BACKOFF_MAX)
+        log.warning(
+            "worker %d (pid %d) died (%s): restarting it in %.1f s", slot, worker.pid, how, delay
+        )
+        self._restart_at[slot] = time.monotonic() + delay
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM this worker if the parent dies (even by SIGKILL), so no
+    worker outlives its supervisor holding the ports."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _binds(config: Config) -> tuple[object, ...]:
+    return (config.bind, config.insecure_bind, config.quic_bind)
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            raise
