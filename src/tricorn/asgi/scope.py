@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ..protocol.events import ConnectionInfo, Headers, Request
+from .proxy_headers import TrustedProxies
 from .types import Scope
 
 __all__ = ["ASGI_VERSION", "ScopeFactory", "split_target"]
@@ -57,11 +58,28 @@ class ScopeFactory:
     :param root_path: the configured ``root_path`` (Hypercorn's meaning: it is
         reported, not prepended to ``path``).
     :param state: the lifespan state; each scope gets a shallow copy.
+    :param proxies: ``forwarded_allow_ips``; when the peer is one of them,
+        every scope is rewritten from its forwarding headers.
     """
 
-    __slots__ = ("_base", "_extensions", "_push_extensions", "_state", "_ws_extensions")
+    __slots__ = (
+        "_base",
+        "_extensions",
+        "_proxies",
+        "_push_extensions",
+        "_state",
+        "_ws_extensions",
+    )
 
-    def __init__(self, info: ConnectionInfo, root_path: str, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        root_path: str,
+        state: dict[str, Any],
+        proxies: TrustedProxies | None = None,
+    ) -> None:
+        peer = info.client[0] if info.client is not None else None
+        self._proxies = proxies if proxies and proxies.trusts(peer) else None
         extensions = dict(_HTTP_EXTENSIONS)
         if info.tls is not None:
             extensions["tls"] = info.tls
@@ -101,6 +119,8 @@ class ScopeFactory:
         )
         scope["extensions"] = dict(self._push_extensions if pushable else self._extensions)
         scope["state"] = dict(self._state)
+        if self._proxies is not None:
+            self._proxies.apply(scope)
         return scope
 
     def websocket(self, request: Request) -> Scope:
@@ -119,6 +139,8 @@ class ScopeFactory:
         scope["subprotocols"] = subprotocols(request.headers)
         scope["extensions"] = dict(self._ws_extensions)
         scope["state"] = dict(self._state)
+        if self._proxies is not None:
+            self._proxies.apply(scope)
         return scope
 
 

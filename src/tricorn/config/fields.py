@@ -638,15 +638,15 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         "forwarded_allow_ips",
         kinds.string_list(item=_forwarded_item, allowed='IP addresses, CIDRs or "*"'),
         (),
-        "Peers whose X-Forwarded-* / Forwarded headers are trusted (default: nobody).",
-        status=_PROD,
+        "Peers whose X-Forwarded-* / Forwarded headers are trusted (default: nobody):"
+        " their client address, scheme, host and prefix go into the scope.",
     ),
     _own(
         "proxy_protocol",
         kinds.boolean(),
         False,
-        "Expect a PROXY protocol v1/v2 header on every connection of the binds.",
-        status=_PROD,
+        "Expect a PROXY protocol v1/v2 header on every connection of the TCP binds;"
+        " without a valid one the connection is closed.",
     ),
     _own(
         "metrics_bind",

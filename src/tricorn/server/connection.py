@@ -123,7 +123,7 @@ class Connection:
             self.adapter = H1Adapter(ctx.h1_settings)
         self._max_streams = max_streams or ctx.h2_settings.max_concurrent_streams
         self._default_headers = ctx.default_headers
-        self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state)
+        self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state, ctx.proxies)
         self._streams: dict[int, Stream] = {}
         self._idle_runners: list[_RunnerSlot] = []
         self._streams_done: anyio.Event | None = None  # set when the last stream ends

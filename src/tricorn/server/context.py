@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import anyio
 from anyio.abc import ByteStream
 
+from ..asgi.proxy_headers import TrustedProxies
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..logging import AccessLogger
@@ -93,6 +94,7 @@ class ServerContext:
     io: BackendIO | None = None  # backend fast paths, from the process layer
     server_names: frozenset[str] = frozenset()  # Host allow-list; empty: any
     clock: Callable[[], float] = anyio.current_time  # the backend's, when io gives it
+    proxies: TrustedProxies | None = None  # forwarded_allow_ips
     max_requests: int | None = None  # then this worker retires (max_requests + jitter)
     requests: int = 0  # requests (and WebSockets) answered so far
     retire: anyio.Event = field(default_factory=anyio.Event)  # max_requests reached

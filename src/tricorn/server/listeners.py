@@ -17,6 +17,7 @@ is not accepted stays in the backlog for the other workers.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import socket
@@ -26,9 +27,10 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream, SocketStream, TaskGroup, UNIXSocketStream
 
+from ..protocol.proxy import ProxyHeader, ProxyHeaderError
 from .connection import Connection
 from .context import ServerContext
-from .transport import TLSInfo, connection_info, start_tls
+from .transport import TLSInfo, connection_info, read_proxy_header, start_tls
 
 __all__ = ["ACCEPT_CAPACITY_ERRNOS", "Listener"]
 
@@ -104,21 +106,29 @@ class Listener:
     async def _handle(self, stream: ByteStream) -> None:
         if self.ctx.io is not None:
             stream = self.ctx.io.wrap(stream)
+        config = self.ctx.config
         transport: ByteStream = stream
-        if self.ssl_context is not None:
-            try:
-                transport = await start_tls(
-                    stream, self.ssl_context, self.ctx.config.ssl_handshake_timeout
-                )
-            except (TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-                log.debug("TLS handshake failed: %r", exc)
-                await anyio.aclose_forcefully(stream)
-                return
-            finally:
-                self.ctx.started()
-        else:
+        proxied: ProxyHeader | None = None
+        try:
+            if config.proxy_protocol:
+                # Before TLS: the load balancer writes it in the clear.
+                stream, proxied = await read_proxy_header(stream, config.ssl_handshake_timeout)
+                transport = stream
+            if self.ssl_context is not None:
+                transport = await start_tls(stream, self.ssl_context, config.ssl_handshake_timeout)
+        except ProxyHeaderError as exc:
+            log.info("closing a connection without a valid PROXY header: %s", exc)
+            await anyio.aclose_forcefully(stream)
+            return
+        except (TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            log.debug("connection setup failed (PROXY header or TLS handshake): %r", exc)
+            await anyio.aclose_forcefully(stream)
+            return
+        finally:
             self.ctx.started()
         # No await between started() and run() registering the connection:
         # the accept loop never sees a gap in the count.
         info = connection_info(transport, self._tls_info)
+        if proxied is not None and proxied.client is not None:
+            info = dataclasses.replace(info, client=proxied.client, server=proxied.server)
         await Connection(self.ctx, transport, info).run()

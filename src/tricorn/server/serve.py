@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 
 from ..asgi.app import as_asgi3
 from ..asgi.lifespan import Lifespan
+from ..asgi.proxy_headers import TrustedProxies
 from ..config import Config
 from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger
@@ -181,6 +182,7 @@ async def serve(
         server_names=frozenset(config.server_names),
         clock=io.clock() if io is not None else anyio.current_time,
         max_requests=_max_requests(config),
+        proxies=TrustedProxies(config.forwarded_allow_ips) or None,
     )
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]

@@ -17,8 +17,9 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from ..protocol.events import ConnectionInfo
+from ..protocol.proxy import ProxyHeader, parse_proxy_header
 
-__all__ = ["TLSInfo", "connection_info", "start_tls"]
+__all__ = ["TLSInfo", "connection_info", "read_proxy_header", "start_tls"]
 
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
@@ -109,3 +110,50 @@ def connection_info(stream: ByteStream, tls: TLSInfo | None) -> ConnectionInfo:
         alpn=stream.extra(TLSAttribute.alpn_protocol, None),
         tls=tls.extension(stream),
     )
+
+
+async def read_proxy_header(stream: ByteStream, timeout: float) -> tuple[ByteStream, ProxyHeader]:
+    """Read the PROXY protocol header at the start of ``stream`` (within
+    ``timeout`` seconds). Returns the stream to go on with (the bytes read
+    past the header come first) and the header.
+
+    :raises ProxyHeaderError: no valid header (missing or malformed).
+    :raises TimeoutError: the header did not arrive in time.
+    :raises anyio.EndOfStream: the peer closed first.
+    """
+    buffer = b""
+    with anyio.fail_after(timeout):
+        while (header := parse_proxy_header(buffer)) is None:
+            try:
+                buffer += await stream.receive()
+            except OSError as exc:
+                raise anyio.BrokenResourceError(str(exc)) from exc
+    rest = buffer[header.length :]
+    return (_Prefixed(stream, rest) if rest else stream), header
+
+
+class _Prefixed(ByteStream):
+    """``stream`` with ``prefix`` returned first by ``receive``."""
+
+    def __init__(self, stream: ByteStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self._stream.extra_attributes
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
+            return data
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
