@@ -66,7 +66,9 @@ LAYERS: dict[str, Layer] = {
     # The shared event vocabulary: stdlib only (DESIGN.md's layer table).
     "tricorn.protocol.events": Layer(()),
     "tricorn.asgi": Layer(
-        ("tricorn.asgi", "tricorn.protocol.events", "tricorn.errors"), frozenset({"anyio"})
+        # (tricorn.middleware: stdlib-only leaves; scopes apply the proxy headers)
+        ("tricorn.asgi", "tricorn.protocol.events", "tricorn.errors", "tricorn.middleware"),
+        frozenset({"anyio"}),
     ),
     "tricorn.server": Layer(
         (
@@ -80,6 +82,7 @@ LAYERS: dict[str, Layer] = {
             # without pre-bound ones (the programmatic API). sockets is below
             # server (config, errors, stdlib), so the direction stays downward.
             "tricorn.sockets",
+            "tricorn.middleware",  # the trusted-proxies setting, parsed once
         ),
         frozenset({"anyio"}),
     ),

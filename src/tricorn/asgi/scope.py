@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import ConnectionInfo, Headers, Request
-from .proxy_headers import TrustedProxies
 from .types import Scope
 
 __all__ = ["ASGI_VERSION", "ScopeFactory", "split_target"]

@@ -17,10 +17,10 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import anyio
 from anyio.abc import ByteStream
 
-from ..asgi.proxy_headers import TrustedProxies
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..logging import AccessLogger
+from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
 from ..protocol.http2 import H2Settings

@@ -25,10 +25,10 @@ from anyio.abc import TaskStatus
 
 from ..asgi.app import as_asgi3
 from ..asgi.lifespan import Lifespan
-from ..asgi.proxy_headers import TrustedProxies
 from ..config import Config
 from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger
+from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
 from ..protocol.http2 import H2Settings

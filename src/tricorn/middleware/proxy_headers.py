@@ -24,7 +24,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["TrustedProxies"]
+__all__ = ["ProxyHeadersMiddleware", "TrustedProxies"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
@@ -193,3 +193,25 @@ def _quoted_split(value: str, separator: str) -> list[str]:
             current.append(char)
     parts.append("".join(current))
     return [part for part in parts if part.strip()]
+
+
+class ProxyHeadersMiddleware:
+    """The same rewriting as ``forwarded_allow_ips``, as a plain ASGI
+    middleware (for apps served by other servers too, or with trust decided
+    per mount). The scope's ``client`` must be one of ``trusted``.
+
+    :param app: the ASGI application.
+    :param trusted: addresses, networks or ``"*"`` (default: ``127.0.0.1``).
+    """
+
+    def __init__(self, app: Any, trusted: Sequence[str] = ("127.0.0.1",)) -> None:
+        self.app = app
+        self.proxies = TrustedProxies(trusted)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            if self.proxies.trusts(client[0] if client else None):
+                scope = dict(scope)
+                self.proxies.apply(scope)
+        await self.app(scope, receive, send)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tricorn.asgi.proxy_headers import TrustedProxies
 from tricorn.asgi.scope import ScopeFactory
+from tricorn.middleware.proxy_headers import TrustedProxies
 from tricorn.protocol.events import ConnectionInfo, Request
 
 
