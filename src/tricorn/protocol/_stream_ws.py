@@ -1,5 +1,6 @@
 """WebSockets on one stream of a multiplexed connection, shared by the
-HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) adapters.
+HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) adapters (with the bodyless
+answers both give themselves).
 
 In both, an extended CONNECT with ``:protocol = websocket`` becomes a
 WebSocket once the application accepts it (``200``); from then on the
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..errors import AppProtocolError
-from ._fields import WS_OWN_FIELDS, response_head
+from ._fields import STATUS, WS_OWN_FIELDS, response_head
 from .events import Event, Headers, WebSocketAccept, WebSocketMessage
 from .websocket import WebSocketFramer, WSSettings, accept_fields, handshake_problem
 
@@ -119,10 +120,13 @@ class StreamWebSockets:
         raise NotImplementedError
 
     def _answer(
-        self, stream_id: int, stream: Any, status: int, headers: Headers | None = None
+        self, stream_id: int, stream: WSStream, status: int, headers: Headers | None = None
     ) -> None:
-        """Answer the request with ``status`` and no body, from the adapter."""
-        raise NotImplementedError
+        """A response the adapter gives itself, without a body (CONNECT not
+        served, a refused handshake, 431 on HTTP/3)."""
+        stream.head = [(b":status", STATUS[status]), *(headers or ()), (b"content-length", b"0")]
+        stream.want_end = True
+        self._sending[stream_id] = stream
 
     def _ws_clock(self) -> float:
         """The time of the latest input (the framer's timers count from it)."""

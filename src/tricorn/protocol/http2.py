@@ -68,7 +68,6 @@ from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame, HeadersFrame
 from ._fields import (
     NAME,
     NO_BODY_STATUS,
-    STATUS,
     VALUE_BAD,
     parse_priority,
     parse_request,
@@ -928,14 +927,6 @@ class H2Adapter(StreamWebSockets):
             self._conn.reset_stream(stream_id, code)
         except h2.exceptions.H2Error:
             pass
-
-    def _answer(
-        self, stream_id: int, stream: _Stream, status: int, headers: Headers | None = None
-    ) -> None:
-        """A response the adapter gives itself (CONNECT: not served)."""
-        stream.head = [(b":status", STATUS[status]), *(headers or ()), (b"content-length", b"0")]
-        stream.want_end = True
-        self._sending[stream_id] = stream
 
     # ------------------------------------------------------------ WebSocket
 

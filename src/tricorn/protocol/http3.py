@@ -60,7 +60,6 @@ from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from ._fields import (
     NAME,
     NO_BODY_STATUS,
-    STATUS,
     VALUE_BAD,
     parse_request,
     push_fields,
@@ -836,14 +835,6 @@ class H3Adapter(StreamWebSockets):
         except Exception:  # aioquic: the stream is gone already
             pass
         self._stop_reading(stream_id, code)
-
-    def _answer(
-        self, stream_id: int, stream: _Stream, status: int, headers: Headers | None = None
-    ) -> None:
-        """A response the adapter gives itself (431, CONNECT not served)."""
-        stream.head = [(b":status", STATUS[status]), *(headers or ()), (b"content-length", b"0")]
-        stream.want_end = True
-        self._sending[stream_id] = stream
 
     def _consumed(self, stream_id: int, stream: _Stream, amount: int) -> None:
         if stream.ws is not None:
