@@ -41,6 +41,7 @@ import json
 import logging
 import logging.config
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +57,8 @@ __all__ = [
     "STATUS_PHRASES",
     "AccessLogAtoms",
     "AccessLogger",
+    "StatsdClient",
+    "StatsdLogHandler",
     "access_logger",
     "check_access_log_format",
     "configure_logging",
@@ -631,3 +634,74 @@ def _clf_time(now: float) -> str:
         )
         _clf_cache = (second, text)
     return text
+
+
+class StatsdClient:
+    """Metrics to a statsd (or DogStatsD) server over UDP, with Hypercorn's
+    names, so dashboards keep working after the switch:
+
+    * ``hypercorn.requests`` (counter) and ``hypercorn.request.status.N``
+      (counter) per answered request or WebSocket;
+    * ``hypercorn.request.duration`` (timer, milliseconds);
+    * ``hypercorn.log.warning`` / ``.error`` / ``.critical`` /
+      ``.exception`` (counters), one per record of the error log.
+
+    Each metric is one datagram, sent without waiting; one that cannot be
+    sent (no route, full buffer) is lost, as statsd expects. ``prefix`` is
+    put in front of every name (a ``.`` added), ``tags`` (DogStatsD) after
+    every line.
+
+    :param address: ``host:port`` of the statsd server.
+    :raises ValueError: ``address`` has no valid port.
+    """
+
+    def __init__(self, address: str, prefix: str = "", tags: str = "") -> None:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not host:port")
+        self.target = (host.strip("[]") or "127.0.0.1", int(port))
+        self.prefix = prefix + "." if prefix and not prefix.endswith(".") else prefix
+        self.suffix = f"|#{tags}" if tags else ""
+        family = socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def request(self, status: int | None, seconds: float) -> None:
+        """One answered request (``status`` ``None``: no response started)."""
+        self.increment("hypercorn.requests")
+        self.histogram("hypercorn.request.duration", seconds * 1000)
+        if status is not None:
+            self.increment(f"hypercorn.request.status.{status}")
+
+    def increment(self, name: str, value: int = 1) -> None:
+        self._send(f"{self.prefix}{name}:{value}|c|@1.0")
+
+    def histogram(self, name: str, milliseconds: float) -> None:
+        self._send(f"{self.prefix}{name}:{milliseconds:.3f}|ms")
+
+    def _send(self, line: str) -> None:
+        try:
+            self._sock.sendto((line + self.suffix).encode("ascii", "replace"), self.target)
+        except OSError:
+            pass  # statsd is best effort
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class StatsdLogHandler(logging.Handler):
+    """Counts the error log's WARNING and worse records in statsd."""
+
+    def __init__(self, client: StatsdClient) -> None:
+        super().__init__(logging.WARNING)
+        self.client = client
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.levelno >= logging.ERROR:
+            self.client.increment("hypercorn.log.exception")
+        elif record.levelno >= logging.CRITICAL:
+            self.client.increment("hypercorn.log.critical")
+        elif record.levelno >= logging.ERROR:
+            self.client.increment("hypercorn.log.error")
+        else:
+            self.client.increment("hypercorn.log.warning")

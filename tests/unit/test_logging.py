@@ -723,3 +723,41 @@ def test_logconfig_error_gives_the_wrapped_cause(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"handler 'h'.*No module named 'no'") as info:
         configure(logconfig=f"json:{config}")
     assert "\n" not in str(info.value)
+
+
+# --- statsd ------------------------------------------------------------------------------
+
+
+def test_statsd_client_lines_prefix_and_tags() -> None:
+    import socket as socket_module
+
+    from tricorn.logging import StatsdClient, StatsdLogHandler
+
+    with socket_module.socket(socket_module.AF_INET, socket_module.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(2)
+        client = StatsdClient(f"127.0.0.1:{server.getsockname()[1]}", "app", "a:b")
+        try:
+            client.request(201, 0.0125)
+            client.request(None, 0.5)
+            handler = StatsdLogHandler(client)
+            handler.emit(logging.LogRecord("x", logging.WARNING, "f", 1, "w", None, None))
+            lines = [server.recv(256).decode() for _ in range(6)]
+        finally:
+            client.close()
+    assert lines == [
+        "app.hypercorn.requests:1|c|@1.0|#a:b",
+        "app.hypercorn.request.duration:12.500|ms|#a:b",
+        "app.hypercorn.request.status.201:1|c|@1.0|#a:b",
+        "app.hypercorn.requests:1|c|@1.0|#a:b",
+        "app.hypercorn.request.duration:500.000|ms|#a:b",
+        "app.hypercorn.log.warning:1|c|@1.0|#a:b",
+    ]
+
+
+@pytest.mark.parametrize("address", ["localhost", "localhost:x", "host:0", ":99999"])
+def test_statsd_client_needs_host_and_port(address: str) -> None:
+    from tricorn.logging import StatsdClient
+
+    with pytest.raises(ValueError, match="host:port"):
+        StatsdClient(address)

@@ -259,8 +259,7 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "dogstatsd_tags",
         kinds.string(),
         "",
-        "DogStatsD tags appended to every statsd metric.",
-        status=_PROD,
+        "DogStatsD tags appended to every statsd metric (e.g. env:prod,service:web).",
     ),
     _setting(
         "errorlog",
@@ -427,12 +426,11 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "statsd_host",
         kinds.optional(kinds.string(check=_non_empty, allowed="host:port")),
         None,
-        "host:port of a statsd server to send metrics to.",
-        status=_PROD,
+        "host:port of a statsd server to send metrics to (Hypercorn's metric names:"
+        " hypercorn.requests, hypercorn.request.duration, hypercorn.request.status.N,"
+        " hypercorn.log.LEVEL).",
     ),
-    _setting(
-        "statsd_prefix", kinds.string(), "", "Prefix of every statsd metric name.", status=_PROD
-    ),
+    _setting("statsd_prefix", kinds.string(), "", "Prefix of every statsd metric name."),
     _setting(
         "umask",
         kinds.optional(kinds.octal(maximum=0o777)),

@@ -560,7 +560,8 @@ class Connection:
             scope = self._scopes.http(request)
             cycle = HTTPCycle(ctx.app, scope, stream, self._default_headers)
         access_log = ctx.access_log
-        started = time.perf_counter() if access_log.enabled else 0.0
+        statsd = ctx.statsd
+        started = time.perf_counter() if access_log.enabled or statsd is not None else 0.0
         try:
             if ctx.server_names and _host(request) not in ctx.server_names:
                 await cycle.refuse()
@@ -583,6 +584,8 @@ class Connection:
                 cycle.sent_bytes,
                 time.perf_counter() - started,
             )
+        if statsd is not None:
+            statsd.request(cycle.status, time.perf_counter() - started)
 
     async def _close(self) -> None:
         """Flush what the adapter still holds and close the transport

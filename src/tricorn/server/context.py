@@ -19,7 +19,7 @@ from anyio.abc import ByteStream
 
 from ..asgi.types import ASGIApp
 from ..config import Config
-from ..logging import AccessLogger
+from ..logging import AccessLogger, StatsdClient
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
@@ -95,6 +95,7 @@ class ServerContext:
     server_names: frozenset[str] = frozenset()  # Host allow-list; empty: any
     clock: Callable[[], float] = anyio.current_time  # the backend's, when io gives it
     proxies: TrustedProxies | None = None  # forwarded_allow_ips
+    statsd: StatsdClient | None = None  # statsd_host
     max_requests: int | None = None  # then this worker retires (max_requests + jitter)
     requests: int = 0  # requests (and WebSockets) answered so far
     retire: anyio.Event = field(default_factory=anyio.Event)  # max_requests reached

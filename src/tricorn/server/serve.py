@@ -27,7 +27,7 @@ from ..asgi.app import as_asgi3
 from ..asgi.lifespan import Lifespan
 from ..config import Config
 from ..errors import ConfigError, StartupFailure
-from ..logging import AccessLogger
+from ..logging import AccessLogger, StatsdClient, StatsdLogHandler
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
@@ -183,6 +183,7 @@ async def serve(
         clock=io.clock() if io is not None else anyio.current_time,
         max_requests=_max_requests(config),
         proxies=TrustedProxies(config.forwarded_allow_ips) or None,
+        statsd=_statsd(config),
     )
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
@@ -212,6 +213,29 @@ async def serve(
             listener.sock.close()
         for endpoint in endpoints:
             endpoint.close()
+        if ctx.statsd is not None:
+            _stop_statsd(ctx.statsd)
+
+
+def _statsd(config: Config) -> StatsdClient | None:
+    """The statsd client of ``statsd_host``; WARNING-and-worse records of the
+    error log are counted too."""
+    if config.statsd_host is None:
+        return None
+    try:
+        client = StatsdClient(config.statsd_host, config.statsd_prefix, config.dogstatsd_tags)
+    except (ValueError, OSError) as exc:
+        raise ConfigError("statsd_host", config.statsd_host, "host:port", str(exc)) from None
+    logging.getLogger("tricorn.error").addHandler(StatsdLogHandler(client))
+    return client
+
+
+def _stop_statsd(client: StatsdClient) -> None:
+    error_log = logging.getLogger("tricorn.error")
+    for handler in list(error_log.handlers):
+        if isinstance(handler, StatsdLogHandler) and handler.client is client:
+            error_log.removeHandler(handler)
+    client.close()
 
 
 def _max_requests(config: Config) -> int | None:
