@@ -90,8 +90,15 @@ LAYERS: dict[str, Layer] = {
     "tricorn.logging": Layer(()),
     "tricorn.middleware": Layer(("tricorn.middleware",)),
     "tricorn.supervisor": Layer(
-        ("tricorn.workers", "tricorn.config", "tricorn.sockets", "tricorn.errors")
+        (
+            "tricorn.workers",
+            "tricorn.config",
+            "tricorn.sockets",
+            "tricorn.errors",
+            "tricorn.reloader",
+        )
     ),
+    "tricorn.reloader": Layer(()),
     "tricorn.workers": Layer(
         (
             "tricorn.supervisor",

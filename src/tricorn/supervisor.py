@@ -35,6 +35,8 @@ and reaps children on every turn:
   new worker starts with the new settings and certificates, and only once
   it listens is the old one told to drain. No request fails; new TLS and
   QUIC handshakes get the new certificate. Binds do not change on reload.
+* **use_reloader**: about once a second the source files are polled
+  (:mod:`tricorn.reloader`); a change is a SIGHUP.
 * **SIGTTIN / SIGTTOU**: one worker more / fewer (not with ``quic_bind``:
   the routing program's modulus is fixed at startup).
 
@@ -60,6 +62,7 @@ from typing import NoReturn
 
 from .config import Config
 from .errors import ConfigError, StartupFailure
+from .reloader import SourceWatcher, watched_directories
 from .sockets import BoundSockets, bind_sockets
 from .workers import load_app, serve_in_process
 
@@ -118,6 +121,11 @@ class Supervisor:
         self._pending: list[int] = []
         self._sockets: BoundSockets | None = None
         self._quic_groups = bool(config.quic_bind)
+        self._watcher: SourceWatcher | None = None
+        if config.use_reloader:
+            path = config.app or config.application_path
+            assert path is not None
+            self._watcher = SourceWatcher(watched_directories(path))
 
     # ------------------------------------------------------------ main loop
 
@@ -179,6 +187,11 @@ class Supervisor:
             if worker.ready_fd in ready:
                 self._readiness(worker)
         self._reap()
+        if self._watcher is not None and not self._stopping and not self._rolling:
+            changed = self._watcher.changed()
+            if changed:
+                log.info("%s changed: reloading", changed[0] if len(changed) == 1 else changed)
+                self._reload()
         now = time.monotonic()
         for slot, when in list(self._restart_at.items()):
             if when <= now and not self._stopping:

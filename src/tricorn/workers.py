@@ -80,6 +80,10 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     path = config.app or config.application_path
     if not path:
         raise ConfigError("app", None, "an application as 'module:attribute' (APP or app = ...)")
+    if config.use_reloader and config.workers == 0:
+        raise ConfigError(
+            "use_reloader", True, "false with workers = 0 (the reloader replaces workers)"
+        )
     if config.workers >= 1:
         from .supervisor import Supervisor
 

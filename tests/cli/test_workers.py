@@ -285,3 +285,46 @@ def served_certificate(port: int, context: ssl.SSLContext) -> bytes:
 
 def pem_to_der(pem: bytes) -> bytes:
     return ssl.PEM_cert_to_DER_cert(pem.decode())
+
+
+# ---------------------------------------------------------------- use_reloader
+
+VERSIONED_APP = """
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"VERSION"})
+"""
+
+
+def get_body(port: int) -> bytes:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def test_reload_replaces_the_workers_when_a_source_file_changes(tmp_path: Path) -> None:
+    env = write_app(tmp_path, "versioned", VERSIONED_APP.replace("VERSION", "one"))
+    port = free_port()
+    args = ("versioned:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--reload")
+    with tricorn(tmp_path, *args, env=env) as child:
+        child.wait_listening(port)
+        assert get_body(port) == b"one"
+        before = children(child.proc.pid)
+        time.sleep(1.1)  # (a coarse file system clock still sees a new mtime)
+        write_app(tmp_path, "versioned", VERSIONED_APP.replace("VERSION", "two"))
+        wait_for(lambda: get_body(port) == b"two", timeout=20)
+        wait_for(lambda: not children(child.proc.pid) & before)
+        assert child.terminate() == 0, child.stderr()
+    assert "versioned.py changed: reloading" in child.stderr()
+
+
+def test_reload_needs_worker_processes(tmp_path: Path) -> None:
+    with tricorn(tmp_path, "examples.hello:app", "-w", "0", "--reload") as child:
+        assert child.wait() == 2
+    assert child.stderr().startswith("config error: use_reloader")
+    assert len(child.stderr().splitlines()) == 1

@@ -442,9 +442,9 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "use_reloader",
         kinds.boolean(),
         False,
-        "Restart when source files change.",
+        "Replace the workers when a .py file under the working directory or the app's"
+        " package changes (polled once a second; needs workers >= 1).",
         flags=("--reload",),
-        status=_PROD,
     ),
     _setting(
         "user",
