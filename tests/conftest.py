@@ -14,7 +14,8 @@ import anyio
 import pytest
 import trustme
 
-from tricorn import Config, _backend, serve
+from tricorn import Config, _backend
+from tricorn.server.serve import serve
 
 BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),

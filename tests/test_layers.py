@@ -58,7 +58,11 @@ PROTOCOL_LIBRARIES = frozenset({"h11", "h2", "hpack", "hyperframe", "aioquic", "
 #: than the rest of ``tricorn.protocol``. ``tricorn`` itself is only the public
 #: facade ``__init__.py``.
 LAYERS: dict[str, Layer] = {
-    "tricorn": Layer(("tricorn.config", "tricorn.server", "tricorn.errors")),
+    # The facade: serve() hands the server the backend's fast paths.
+    "tricorn": Layer(
+        ("tricorn.config", "tricorn.server", "tricorn.errors", "tricorn._backend"),
+        frozenset({"anyio"}),
+    ),
     "tricorn.__main__": Layer(("tricorn.cli",)),
     "tricorn.errors": Layer(()),
     "tricorn.config": Layer(("tricorn.config", "tricorn.errors")),
@@ -83,11 +87,15 @@ LAYERS: dict[str, Layer] = {
             # server (config, errors, stdlib), so the direction stays downward.
             "tricorn.sockets",
             "tricorn.middleware",  # the trusted-proxies setting, parsed once
+            "tricorn.metrics",
         ),
         frozenset({"anyio"}),
     ),
     "tricorn.sockets": Layer(("tricorn.config", "tricorn.errors")),
     "tricorn.logging": Layer(()),
+    # The metrics registry and its endpoint's app: below server, workers and
+    # supervisor, which all count into it.
+    "tricorn.metrics": Layer(("tricorn.asgi.types", "tricorn.config")),
     "tricorn.middleware": Layer(("tricorn.middleware",)),
     "tricorn.supervisor": Layer(
         (
@@ -96,9 +104,11 @@ LAYERS: dict[str, Layer] = {
             "tricorn.sockets",
             "tricorn.errors",
             "tricorn.reloader",
+            "tricorn.metrics",
         )
     ),
-    "tricorn.reloader": Layer(()),
+    # watchfiles is optional (tricorn[reload]); without it the reloader polls.
+    "tricorn.reloader": Layer(("tricorn.errors",), frozenset({"watchfiles"})),
     "tricorn.workers": Layer(
         (
             "tricorn.supervisor",
@@ -108,6 +118,11 @@ LAYERS: dict[str, Layer] = {
             "tricorn.sockets",
             "tricorn.logging",
             "tricorn.errors",
+            "tricorn.metrics",
+            # Not in STYLE.md §10: load_app's "wsgi:" / "asgi:" prefixes pick
+            # the adapter (asgi is below server, so the direction stays down).
+            "tricorn.asgi.app",
+            "tricorn.asgi.wsgi",
         ),
         # Not in STYLE.md §10: the process-level signal loop uses anyio
         # (open_signal_receiver, Event). It is backend-neutral, so it does not

@@ -23,13 +23,17 @@ and reaps children on every turn:
 * **Startup failures are fatal** when no worker ever became ready: a
   worker exiting with status 2 (configuration) or 3 (startup) before
   anyone served stops the server with that status, as ``workers = 0``
-  would. Later, the same failure (a reload of broken code) is retried with
-  the backoff while the other workers serve.
+  would. Later, a worker that fails to start again after a crash (the code
+  on disk broke meanwhile) is retried with the backoff while the other
+  workers serve; the new worker of a SIGHUP reload that fails to start
+  ends the reload, and the old workers keep serving.
 * **SIGTERM / SIGINT**: every worker gets SIGTERM and drains (its listeners
-  close first, in-flight requests finish within ``graceful_timeout``); the
-  parent waits ``graceful_timeout`` plus a margin, then SIGKILLs what is
-  left. A second signal SIGTERMs the workers again, which stops them at
-  once.
+  close first, in-flight requests finish within ``graceful_timeout``, then
+  the lifespan shutdown runs within ``shutdown_timeout``); the parent waits
+  that long plus a margin, then SIGKILLs what is left. A second signal, or
+  SIGQUIT, sends the workers SIGQUIT, which stops them at once. Workers
+  ignore a repeated SIGTERM, so a service manager that signals the whole
+  process group does not cut requests short.
 * **SIGHUP**: the configuration is read again (a bad file is logged and
   changes nothing) and the workers are replaced one slot at a time: the
   new worker starts with the new settings and certificates, and only once
@@ -62,6 +66,7 @@ from typing import NoReturn
 
 from .config import Config
 from .errors import ConfigError, StartupFailure
+from .metrics import MetricsApp, MetricsRegistry, metrics_config
 from .reloader import SourceWatcher, watched_directories
 from .sockets import BoundSockets, bind_sockets
 from .workers import load_app, serve_in_process
@@ -73,6 +78,7 @@ log = logging.getLogger("tricorn.error")
 _SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
+    signal.SIGQUIT,
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
@@ -81,10 +87,11 @@ _SIGNALS = (
 _BACKOFF_FIRST = 0.1  # seconds before restarting a crashed worker
 _BACKOFF_MAX = 10.0
 _HEALTHY_AFTER = 30.0  # a worker that served this long resets its slot's backoff
-_KILL_MARGIN = 5.0  # after graceful_timeout, before SIGKILL
+_KILL_MARGIN = 5.0  # after graceful_timeout + shutdown_timeout, before SIGKILL
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
+METRICS_SLOT = -1  # the process serving metrics_bind
 
 
 @dataclasses.dataclass(eq=False)
@@ -95,6 +102,11 @@ class _Worker:
     started: float
     ready: bool = False
     stopping: bool = False  # we asked it to stop: its exit is expected
+    block: int | None = None  # its cells in the metrics registry
+
+    @property
+    def name(self) -> str:
+        return "the metrics server" if self.slot == METRICS_SLOT else f"worker {self.slot}"
 
 
 class Supervisor:
@@ -120,12 +132,18 @@ class Supervisor:
         self._status = 0
         self._pending: list[int] = []
         self._sockets: BoundSockets | None = None
+        self._metrics: MetricsRegistry | None = None
+        self._metrics_sockets: BoundSockets | None = None
         self._quic_groups = bool(config.quic_bind)
         self._watcher: SourceWatcher | None = None
         if config.use_reloader:
             path = config.app or config.application_path
             assert path is not None
-            self._watcher = SourceWatcher(watched_directories(path))
+            self._watcher = SourceWatcher(
+                watched_directories(path, config.reload_dirs),
+                includes=config.reload_includes,
+                excludes=config.reload_excludes,
+            )
 
     # ------------------------------------------------------------ main loop
 
@@ -134,6 +152,15 @@ class Supervisor:
         config = self.config
         copies = config.workers if self._quic_groups else 1
         self._sockets = bind_sockets(config, quic_copies=copies)
+        if config.metrics_bind is not None:
+            try:
+                self._metrics_sockets = bind_sockets(metrics_config(config))
+            except BaseException:
+                self._sockets.close()
+                raise
+            # Room for every worker, a replacement of each during a reload,
+            # and SIGTTIN; an unused block costs address space only.
+            self._metrics = MetricsRegistry(4 * config.workers + 16)
         if config.pid_path:
             Path(config.pid_path).write_text(f"{os.getpid()}\n")
         wake_r, wake_w = os.pipe()
@@ -143,6 +170,8 @@ class Supervisor:
         old_wakeup = signal.set_wakeup_fd(wake_w)
         self._wake = (wake_r, wake_w)
         try:
+            if self._metrics is not None:
+                self._start(METRICS_SLOT, config)
             for slot in range(self._slots):
                 self._start(slot, config)
             while self._workers or not self._stopping:
@@ -154,6 +183,8 @@ class Supervisor:
             os.close(wake_r)
             os.close(wake_w)
             self._sockets.close()
+            if self._metrics_sockets is not None:
+                self._metrics_sockets.close()
             if config.pid_path:
                 Path(config.pid_path).unlink(missing_ok=True)
         return self._status
@@ -199,9 +230,11 @@ class Supervisor:
                 self._start(slot, self.config)
         if self._stopping and now >= self._stop_deadline:
             for worker in self._workers.values():
-                log.warning("worker %d (pid %d) did not stop: killing it", worker.slot, worker.pid)
+                log.warning("%s (pid %d) did not stop: killing it", worker.name, worker.pid)
                 _kill(worker.pid, signal.SIGKILL)
             self._stop_deadline = now + _KILL_MARGIN
+        if self._metrics is not None:
+            self._metrics.set_workers(sum(w.slot != METRICS_SLOT for w in self._workers.values()))
 
     # ------------------------------------------------------------ signals
 
@@ -209,12 +242,14 @@ class Supervisor:
         if signum == signal.SIGCHLD:
             return  # reaped every turn
         name = signal.Signals(signum).name
-        if signum in (signal.SIGINT, signal.SIGTERM):
-            if self._stopping:
-                log.info("second %s: stopping the workers now", name)
+        if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            now = self._stopping or signum == signal.SIGQUIT
+            if now:
+                second = "second " if signum != signal.SIGQUIT else ""
+                log.info("%s%s: stopping the workers now", second, name)
             else:
-                log.info("%s received: shutting down %d worker(s)", name, len(self._workers))
-            self._stop()
+                log.info("%s received: shutting down", name)
+            self._stop(now)
         elif self._stopping:
             return
         elif signum == signal.SIGHUP:
@@ -224,17 +259,19 @@ class Supervisor:
         elif signum == signal.SIGTTOU:
             self._resize(-1)
 
-    def _stop(self) -> None:
-        """SIGTERM every worker (again: they stop at once); close our copies
-        of the listening sockets."""
+    def _stop(self, now: bool = False) -> None:
+        """Tell every worker to drain (SIGTERM), or with ``now`` to stop at
+        once (SIGQUIT); close our copies of the listening sockets."""
         if not self._stopping:
             self._stopping = True
             self._restart_at.clear()
             self._rolling.clear()
-            self._stop_deadline = time.monotonic() + self.config.graceful_timeout + _KILL_MARGIN
+            config = self.config
+            wait = config.graceful_timeout + config.shutdown_timeout + _KILL_MARGIN
+            self._stop_deadline = time.monotonic() + wait
         for worker in self._workers.values():
             worker.stopping = True
-            _kill(worker.pid, signal.SIGTERM)
+            _kill(worker.pid, signal.SIGQUIT if now else signal.SIGTERM)
         if self._sockets is not None:
             # The workers close theirs as they start draining; with ours
             # closed too, new connections are refused from now on.
@@ -257,6 +294,7 @@ class Supervisor:
                 bind=self.config.bind,
                 insecure_bind=self.config.insecure_bind,
                 quic_bind=self.config.quic_bind,
+                metrics_bind=self.config.metrics_bind,
                 workers=self._slots,
             )
         log.info("SIGHUP: replacing %d worker(s) one by one", self._slots)
@@ -298,19 +336,27 @@ class Supervisor:
 
     def _start(self, slot: int, config: Config) -> _Worker:
         assert self._sockets is not None
+        block = None
+        if self._metrics is not None and slot != METRICS_SLOT:
+            block = self._metrics.acquire()
+            if block is None:
+                log.warning("worker %d is not counted in the metrics: no room left", slot)
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child (covered by subprocess tests)
             os.close(ready_r)
-            self._child(slot, config, ready_w)
+            self._child(slot, block, config, ready_w)
         os.close(ready_w)
-        worker = _Worker(slot, pid, ready_r, time.monotonic())
+        worker = _Worker(slot, pid, ready_r, time.monotonic(), block=block)
         self._workers[pid] = worker
-        log.debug("worker %d started (pid %d)", slot, pid)
+        log.debug("%s started (pid %d)", worker.name, pid)
         return worker
 
-    def _child(self, slot: int, config: Config, ready_w: int) -> NoReturn:  # pragma: no cover
-        """The worker process: serve until SIGTERM, then exit."""
+    def _child(  # pragma: no cover - runs in the child
+        self, slot: int, block: int | None, config: Config, ready_w: int
+    ) -> NoReturn:
+        """The worker process (or the metrics server): serve until SIGTERM,
+        then exit."""
         status = 0
         try:
             _die_with_parent()
@@ -325,19 +371,32 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             assert self._sockets is not None
-            sockets = self._sockets.for_worker(slot)
-            for sock in self._sockets.quic:  # the other workers' UDP sockets
-                if sock not in sockets.quic:
-                    sock.close()
-            path = config.app or config.application_path
-            assert path is not None
-            app = load_app(path)
 
             def ready() -> None:
                 os.write(ready_w, b"1")
                 os.close(ready_w)
 
-            serve_in_process(app, config, sockets, ready=ready, worker=True)
+            if slot == METRICS_SLOT:
+                assert self._metrics is not None
+                assert self._metrics_sockets is not None
+                self._sockets.close()
+                app: object = MetricsApp(self._metrics)
+                config, sockets = metrics_config(config), self._metrics_sockets
+                serve_in_process(app, config, sockets, ready=ready, worker=True)
+            else:
+                if self._metrics_sockets is not None:
+                    self._metrics_sockets.close()
+                sockets = self._sockets.for_worker(slot)
+                for sock in self._sockets.quic:  # the other workers' UDP sockets
+                    if sock not in sockets.quic:
+                        sock.close()
+                path = config.app or config.application_path
+                assert path is not None
+                app = load_app(path)
+                recorder = None
+                if self._metrics is not None and block is not None:
+                    recorder = self._metrics.recorder(block)
+                serve_in_process(app, config, sockets, ready=ready, worker=True, metrics=recorder)
         except ConfigError as err:
             print(err.line(), file=sys.stderr)
             status = EXIT_CONFIG
@@ -363,8 +422,8 @@ class Supervisor:
         if not data:
             return  # it exited before listening; _reap reports it
         worker.ready = True
-        self._ever_ready = True
-        log.debug("worker %d (pid %d) is serving", worker.slot, worker.pid)
+        self._ever_ready |= worker.slot != METRICS_SLOT
+        log.debug("%s (pid %d) is serving", worker.name, worker.pid)
         if worker is self._replacing:
             for old in self._workers.values():
                 if old.slot == worker.slot and old is not worker and not old.stopping:
@@ -386,29 +445,33 @@ class Supervisor:
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
                 worker.ready_fd = -1
+            if self._metrics is not None and worker.block is not None:
+                self._metrics.release(worker.block)
             self._exited(worker, status)
 
     def _exited(self, worker: _Worker, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
         slot = worker.slot
         if worker is self._replacing:  # a reload's new worker failed to start
-            log.error("reload: the new worker %d exited (%s); keeping the old one", slot, code)
+            log.error("reload: the new %s exited (%s); keeping the old one", worker.name, code)
             self._replacing = None
             self._rolling.clear()
             return
         if worker.stopping or self._stopping:
-            log.debug("worker %d (pid %d) stopped (%s)", slot, worker.pid, code)
+            log.debug("%s (pid %d) stopped (%s)", worker.name, worker.pid, code)
             return
         if slot >= self._slots:
             return
         if code in (EXIT_CONFIG, EXIT_STARTUP) and not self._ever_ready:
             # The worker said why in one line on stderr; that is the report.
-            log.debug("worker %d could not start (exit status %d): stopping", slot, code)
+            log.debug("%s could not start (exit status %d): stopping", worker.name, code)
             self._status = code
             self._stop()
             return
         if code == 0:
-            log.info("worker %d (pid %d) retired: starting a new one", slot, worker.pid)
+            log.info("%s (pid %d) retired: starting a new one", worker.name, worker.pid)
+            if self._metrics is not None and slot != METRICS_SLOT:
+                self._metrics.worker_exited(retired=True)
             self._start(slot, self.config)
             return
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
@@ -417,8 +480,10 @@ class Supervisor:
             delay = _BACKOFF_FIRST
         self._backoff[slot] = min(delay * 2, _BACKOFF_MAX)
         log.warning(
-            "worker %d (pid %d) died (%s): restarting it in %.1f s", slot, worker.pid, how, delay
+            "%s (pid %d) died (%s): restarting it in %.1f s", worker.name, worker.pid, how, delay
         )
+        if self._metrics is not None and slot != METRICS_SLOT:
+            self._metrics.worker_exited(retired=False)
         self._restart_at[slot] = time.monotonic() + delay
 
 
@@ -435,7 +500,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def _binds(config: Config) -> tuple[object, ...]:
-    return (config.bind, config.insecure_bind, config.quic_bind)
+    return (config.bind, config.insecure_bind, config.quic_bind, config.metrics_bind)
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -23,9 +23,12 @@ if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
 from . import _backend
+from .asgi.app import as_asgi3
+from .asgi.wsgi import WSGIApp
 from .config import Config
 from .errors import ConfigError, StartupFailure
 from .logging import configure_logging
+from .metrics import MetricsRecorder
 from .server.serve import serve
 from .sockets import BoundSockets, bind_sockets
 
@@ -38,10 +41,38 @@ def load_app(path: str) -> Any:
     """Import ``module:attribute`` (``attribute`` defaults to ``app``; a
     trailing ``()`` calls a factory). The working directory is importable.
 
-    :raises ConfigError: the module or attribute does not exist.
+    A ``wsgi:`` or ``asgi:`` prefix (``wsgi:module:attribute``, as in
+    Hypercorn) forces the kind of application: the result is then wrapped
+    in :class:`~tricorn.asgi.wsgi.WSGIApp` or made ASGI 3, so ``serve()``
+    does not detect it. Without one, ``serve()`` detects it.
+
+    :raises ConfigError: the module or attribute does not exist, or the
+        prefix is neither ``wsgi`` nor ``asgi``.
     :raises StartupFailure: importing the module raised.
     """
-    module_name, _, attr = path.partition(":")
+    mode, target = _split_mode(path)
+    obj = _import_app(target, path)
+    if mode == "wsgi":
+        return WSGIApp(obj)
+    if mode == "asgi":
+        return as_asgi3(obj)
+    return obj
+
+
+def _split_mode(path: str) -> tuple[str | None, str]:
+    """``("wsgi", "module:app")`` from ``"wsgi:module:app"``; a prefix is
+    only read before ``module:attribute`` (``"wsgi:app"`` is module ``wsgi``)."""
+    if path.count(":") < 2:
+        return None, path
+    mode, _, rest = path.partition(":")
+    if mode not in ("wsgi", "asgi"):
+        raise ConfigError("app", path, "module:attribute, optionally after 'wsgi:' or 'asgi:'")
+    return mode, rest
+
+
+def _import_app(target: str, path: str) -> Any:
+    """Import ``target`` (``module:attribute``); errors name ``path``, as given."""
+    module_name, _, attr = target.partition(":")
     attr = attr or "app"
     factory = attr.endswith("()")
     attr = attr.removesuffix("()")
@@ -107,15 +138,16 @@ def serve_in_process(
     *,
     ready: Callable[[], None] | None = None,
     worker: bool = False,
+    metrics: MetricsRecorder | None = None,
 ) -> None:
     """Run the server on ``config.worker_class`` until SIGTERM (and SIGINT,
     unless this is a ``worker`` process, whose supervisor relays it).
 
     :param ready: called once the server listens.
+    :param metrics: this worker's cells of the supervisor's metrics.
     :raises ConfigError: a bad setting found while starting.
     :raises StartupFailure: the server could not start.
     """
-    signals = (signal.SIGTERM,) if worker else (signal.SIGINT, signal.SIGTERM)
     try:
         _backend.run(
             _serve_until_signal,
@@ -123,7 +155,8 @@ def serve_in_process(
             config,
             sockets,
             ready,
-            signals,
+            worker,
+            metrics,
             worker_class=config.worker_class,
         )
     except BaseExceptionGroup as group:
@@ -197,22 +230,42 @@ async def _serve_until_signal(
     config: Config,
     sockets: BoundSockets,
     ready: Callable[[], None] | None,
-    watched: tuple[signal.Signals, ...],
+    worker: bool,
+    metrics: MetricsRecorder | None,
 ) -> None:
-    """Serve; the first of the ``watched`` signals starts a graceful
-    shutdown, a second one cancels everything at once."""
+    """Serve until a signal says stop.
+
+    SIGTERM (and SIGINT, in one process) starts a graceful shutdown; SIGQUIT
+    stops at once. In one process a second SIGTERM or SIGINT stops at once
+    too, and SIGHUP is refused with a warning (reloading needs worker
+    processes) rather than killing the server. A worker ignores a second
+    SIGTERM: a service manager that signals the whole process group
+    (systemd's ``KillMode=control-group``, ``kill -TERM -PGID``) sends one
+    besides the supervisor's, and that must not cut requests short. The
+    supervisor says "now" with SIGQUIT.
+    """
     shutdown = anyio.Event()
+    watched: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGQUIT)
+    if not worker:
+        watched += (signal.SIGINT, signal.SIGHUP)
     async with anyio.create_task_group() as tg:
 
         async def watch_signals() -> None:
             with anyio.open_signal_receiver(*watched) as signals:
                 async for signum in signals:
-                    if shutdown.is_set():
-                        log.info("second %s: stopping now", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        log.warning("SIGHUP ignored: reloading needs workers >= 1")
+                    elif signum == signal.SIGQUIT or (shutdown.is_set() and not worker):
+                        second = "second " if signum != signal.SIGQUIT else ""
+                        log.info("%s%s: stopping now", second, name)
                         tg.cancel_scope.cancel()
                         return
-                    log.info("%s received: shutting down", signal.Signals(signum).name)
-                    shutdown.set()
+                    elif shutdown.is_set():
+                        log.debug("%s again: still shutting down gracefully", name)
+                    else:
+                        log.info("%s received: shutting down", name)
+                        shutdown.set()
 
         async def serving(*, task_status: TaskStatus[list[str]]) -> None:
             await serve(
@@ -221,6 +274,7 @@ async def _serve_until_signal(
                 sockets=sockets,
                 shutdown_trigger=shutdown.wait,
                 io=_backend,
+                metrics=metrics,
                 task_status=task_status,
             )
             tg.cancel_scope.cancel()

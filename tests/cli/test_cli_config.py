@@ -56,6 +56,8 @@ def test_unknown_toml_key(tmp_path: Path):
         ("workers = -1", ["workers", "-1", ">= 0"]),
         ('worker_class = "gevent"', ["worker_class", "'gevent'", "asyncio, uvloop, trio"]),
         ('keep_alive_timeout = "abc"', ["keep_alive_timeout", "'abc'", "number of seconds"]),
+        ("forwarded_trusted_hops = -1", ["forwarded_trusted_hops", "-1", ">= 0"]),
+        ('reload_includes = ["*.toml", ""]', ["reload_includes", "''", "glob pattern"]),
     ],
 )
 def test_bad_toml_value(tmp_path: Path, toml: str, expected: list[str]):
@@ -73,6 +75,13 @@ def test_bad_env_var(tmp_path: Path):
 def test_bad_flag_value(tmp_path: Path):
     line = one_error_line(run_tricorn("x:app", "-w", "many", cwd=tmp_path))
     assert "--workers = 'many'" in line
+
+
+def test_missing_reload_dir(tmp_path: Path):
+    line = one_error_line(
+        run_tricorn("x:app", "-w", "1", "--reload", "--reload-dir", "nope", cwd=tmp_path)
+    )
+    assert line == "config error: reload_dirs = ['nope']: existing directories"
 
 
 def test_missing_config_file(tmp_path: Path):
@@ -192,6 +201,11 @@ HYPERCORN_FLAGS = [
     (["--no-include-date-header"], "include_date_header", False),
     (["--header-read-timeout", "3"], "header_read_timeout", 3.0),
     (["--forwarded-allow-ips", "10.0.0.0/8"], "forwarded_allow_ips", ("10.0.0.0/8",)),
+    (["--forwarded-trusted-hops", "2"], "forwarded_trusted_hops", 2),
+    (["--reload-dir", "src", "--reload-dir", "conf"], "reload_dirs", ("src", "conf")),
+    (["--reload-include", "*.toml", "--reload-include", ".env"], "reload_includes",
+     ("*.toml", ".env")),
+    (["--reload-exclude", "build"], "reload_excludes", ("build",)),
     (["--proxy-protocol"], "proxy_protocol", True),
     (["--no-websocket-permessage-deflate"], "websocket_permessage_deflate", False),
     (["--logconfig-dict", '{"version": 1}'], "logconfig_dict", {"version": 1}),

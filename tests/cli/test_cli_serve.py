@@ -106,6 +106,7 @@ def tricorn(tmp_path: Path, *args: str, env: Mapping[str, str] | None = None) ->
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
+            start_new_session=True,  # its own process group: tests may signal the group
         )
     try:
         yield Child(proc, out, err)
@@ -221,8 +222,43 @@ def test_graceful_timeout_cuts_off_a_request_that_takes_too_long(tmp_path: Path)
     assert "graceful_timeout (0.5 s) passed; cancelling 1 connection(s)" in child.stderr()
 
 
-def test_a_second_sigterm_stops_at_once(tmp_path: Path):
-    with slow_request_in_flight(tmp_path, 60, "--graceful-timeout", "60") as (child, request, _):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_sigterm_to_the_whole_process_group_still_drains(tmp_path: Path, workers: str):
+    """systemd's default KillMode=control-group, dumb-init and ``kill -TERM
+    -PGID`` signal every process: the workers get the supervisor's SIGTERM and
+    the manager's. That is one graceful shutdown, not "second signal: now"."""
+    flags = ("--graceful-timeout", "10", "-w", workers)
+    with slow_request_in_flight(tmp_path, 1.0, *flags) as (child, request, _):
+        os.killpg(child.proc.pid, signal.SIGTERM)
+        assert request.result(timeout=10) == (200, b"finished")
+        assert child.wait() == 0, child.stderr()
+    assert "stopping now" not in child.stderr()
+
+
+def test_sighup_without_workers_is_refused_and_serving_goes_on(tmp_path: Path):
+    port = free_port()
+    with tricorn(tmp_path, "examples.hello:app", "-w", "0", "-b", f"127.0.0.1:{port}") as child:
+        child.wait_listening(port)
+        assert get(port) == (200, HELLO)  # serving: the signal handlers are in place
+        child.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert get(port) == (200, HELLO)
+        assert child.terminate() == 0, child.stderr()
+    assert "SIGHUP ignored: reloading needs workers >= 1" in child.stderr()
+
+
+@pytest.mark.parametrize(
+    ("workers", "messages"),
+    [
+        ("0", ["second SIGTERM: stopping now"]),
+        # The supervisor tells its worker with SIGQUIT: a repeated SIGTERM
+        # alone would be ignored (see the process-group test below).
+        ("1", ["second SIGTERM: stopping the workers now", "SIGQUIT: stopping now"]),
+    ],
+)
+def test_a_second_sigterm_stops_at_once(tmp_path: Path, workers: str, messages: list[str]):
+    flags = ("--graceful-timeout", "60", "-w", workers)
+    with slow_request_in_flight(tmp_path, 60, *flags) as (child, request, _):
         child.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert child.proc.poll() is None
@@ -232,7 +268,8 @@ def test_a_second_sigterm_stops_at_once(tmp_path: Path):
         assert time.monotonic() - started < 3
         with pytest.raises((http.client.HTTPException, OSError)):
             request.result(timeout=5)
-    assert "second SIGTERM: stopping now" in child.stderr()
+    for message in messages:
+        assert message in child.stderr()
 
 
 FAILING_STARTUP_APP = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import ssl
@@ -49,6 +50,12 @@ def children(pid: int) -> set[int]:
         if fields[0] != "Z" and int(fields[1]) == pid:
             found.add(int(entry))
     return found
+
+
+def reloader_helpers(stderr: str) -> set[int]:
+    """The pid of the reloader's watchfiles process, a child of the
+    supervisor that is not a worker (none when the reloader polls)."""
+    return {int(pid) for pid in re.findall(r"\(watchfiles, in process (\d+)\)", stderr)}
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -314,7 +321,7 @@ def test_reload_replaces_the_workers_when_a_source_file_changes(tmp_path: Path) 
     with tricorn(tmp_path, *args, env=env) as child:
         child.wait_listening(port)
         assert get_body(port) == b"one"
-        before = children(child.proc.pid)
+        before = children(child.proc.pid) - reloader_helpers(child.stderr())
         time.sleep(1.1)  # (a coarse file system clock still sees a new mtime)
         write_app(tmp_path, "versioned", VERSIONED_APP.replace("VERSION", "two"))
         wait_for(lambda: get_body(port) == b"two", timeout=20)
@@ -328,3 +335,46 @@ def test_reload_needs_worker_processes(tmp_path: Path) -> None:
         assert child.wait() == 2
     assert child.stderr().startswith("config error: use_reloader")
     assert len(child.stderr().splitlines()) == 1
+
+
+SLOW_SHUTDOWN_APP = """
+    import anyio
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await anyio.sleep(6)  # longer than graceful_timeout + the kill margin
+            print("lifespan shutdown done", flush=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def get_status(port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_supervisor_waits_for_the_lifespan_shutdown(tmp_path: Path) -> None:
+    """A worker is killed only after graceful_timeout + shutdown_timeout (and a
+    margin), so a slow lifespan shutdown within shutdown_timeout completes."""
+    env = write_app(tmp_path, "slow_shutdown", SLOW_SHUTDOWN_APP)
+    port = free_port()
+    flags = ("-w", "1", "--graceful-timeout", "0.1", "--shutdown-timeout", "20")
+    with tricorn(
+        tmp_path, "slow_shutdown:app", "-b", f"127.0.0.1:{port}", *flags, env=env
+    ) as child:
+        child.wait_listening(port)
+        wait_for(lambda: get_status(port) == 200)  # the worker serves: lifespan started
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0, child.stderr()
+    assert "lifespan shutdown done" in child.stdout()
+    assert "did not stop: killing it" not in child.stderr()

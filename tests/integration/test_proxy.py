@@ -164,9 +164,9 @@ FORWARDED_GET = (
 )
 
 
-async def forwarded_scope(url: str) -> dict[str, object]:
+async def forwarded_scope(url: str, request: bytes = FORWARDED_GET) -> dict[str, object]:
     async with await RawClient.connect(url) as client:
-        await client.send(FORWARDED_GET)
+        await client.send(request)
         reply = await client.response()
     result: dict[str, object] = json.loads(reply.body)
     return result
@@ -187,6 +187,57 @@ async def test_forwarded_headers_from_anyone_else_are_ignored() -> None:
     assert scope["client"][0] == "127.0.0.1"  # type: ignore[index]
     assert scope["scheme"] == "http"
     assert scope["root_path"] == ""
+
+
+# A proxy that sets X-Forwarded-For passes the client's own Forwarded through.
+BOTH_FAMILIES_GET = (
+    b"GET /x HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n"
+    b"Forwarded: for=198.51.100.66;proto=https\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("family", "client", "scheme"),
+    [("x-forwarded", "203.0.113.7", "http"), ("forwarded", "198.51.100.66", "https")],
+)
+async def test_only_the_configured_header_family_is_read(
+    family: str, client: str, scheme: str
+) -> None:
+    settings = {"forwarded_allow_ips": ["127.0.0.1"], "forwarded_headers": family}
+    async with running_server(scope_json, **settings) as url:
+        scope = await forwarded_scope(url, BOTH_FAMILIES_GET)
+    assert scope["client"] == [client, 0]
+    assert scope["scheme"] == scheme
+
+
+# Two proxies in front: the client sent "6.6.6.6" and "http" itself; the first
+# proxy appended what it saw, the second what the first proxy was. Only one
+# X-Forwarded-Host value: fewer than two, so it is not believed.
+COUNTED_GET = (
+    b"GET /x HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n"
+    b"X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.0.0.1\r\n"
+    b"X-Forwarded-Proto: http, https, http\r\nX-Forwarded-Host: example.com\r\n\r\n"
+)
+
+
+async def test_forwarded_headers_by_hop_count() -> None:
+    async with running_server(scope_json, forwarded_trusted_hops=2) as url:
+        scope = await forwarded_scope(url, COUNTED_GET)
+    assert scope["client"] == ["203.0.113.7", 0]
+    assert scope["scheme"] == "https"
+    assert ["host", "internal"] in scope["headers"]  # type: ignore[operator]
+
+
+async def test_a_hop_count_and_an_allow_list_both_apply() -> None:
+    settings = {"forwarded_trusted_hops": 2, "forwarded_allow_ips": ["10.0.0.0/8"]}
+    async with running_server(scope_json, **settings) as url:
+        scope = await forwarded_scope(url, COUNTED_GET)
+    assert scope["client"][0] == "127.0.0.1"  # type: ignore[index]
+    assert scope["scheme"] == "http"
+    settings["forwarded_allow_ips"] = ["127.0.0.1"]
+    async with running_server(scope_json, **settings) as url:
+        scope = await forwarded_scope(url, COUNTED_GET)
+    assert scope["client"] == ["203.0.113.7", 0]
 
 
 async def test_proxy_protocol_and_forwarded_headers_from_the_toml(
@@ -212,4 +263,22 @@ async def test_proxy_protocol_and_forwarded_headers_from_the_toml(
             await client.send(b"PROXY TCP4 198.51.100.4 192.0.2.1 40000 80\r\n" + FORWARDED_GET)
             reply = await client.response()
         assert json.loads(reply.body)["client"] == ["203.0.113.7", 0]
+        assert child.terminate() == 0, child.stderr()
+
+
+async def test_forwarded_trusted_hops_from_the_toml(
+    tmp_path: Path, anyio_backend: tuple[str, dict[str, Any]]
+) -> None:
+    port = free_port()
+    config = write_toml(
+        tmp_path / "hops.toml",
+        app="tests.integration.apps:scope_json",
+        bind=[f"127.0.0.1:{port}"],
+        forwarded_trusted_hops=2,
+        worker_class=worker_class(anyio_backend),
+    )
+    with tricorn(tmp_path, "-c", str(config)) as child:
+        child.wait_listening(port)
+        scope = await forwarded_scope(f"http://127.0.0.1:{port}", COUNTED_GET)
+        assert scope["client"] == ["203.0.113.7", 0]
         assert child.terminate() == 0, child.stderr()

@@ -26,8 +26,9 @@ import pytest
 from hyperframe.frame import Frame, GoAwayFrame
 from wsproto.events import BytesMessage, CloseConnection, Pong
 
-from tricorn import _backend, serve
+from tricorn import _backend
 from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
+from tricorn.server.serve import serve
 
 from ..conftest import make_config, running_server
 from .wsclient import Closed, WSClient, h2_ws_connect, ws_connect

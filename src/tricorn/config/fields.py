@@ -29,7 +29,6 @@ from .kinds import Invalid, Kind
 __all__ = ["FIELDS", "FIELDS_BY_KEY", "WIRED", "Field", "field_for", "suggest"]
 
 WIRED = "wired"
-_PROD = "parsed and validated; behaviour comes with the production-serving issue"
 
 MIB = 1024 * 1024
 
@@ -146,6 +145,12 @@ def _non_empty(text: str) -> str:
     return text
 
 
+def _glob_item(text: str) -> str:
+    if not text.strip() or not text.strip("/"):
+        raise Invalid(f"{text!r} is not a glob pattern (e.g. '*.toml' or 'templates/*')")
+    return text
+
+
 def _loglevel(text: str) -> str:
     return text.upper()
 
@@ -172,7 +177,9 @@ def _access_log_format(text: str) -> str:
     return text
 
 
-_APP = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*(\(\))?)?\Z")
+# An optional "wsgi:" / "asgi:" prefix forces the kind of app (Hypercorn's
+# form; only before module:attribute, so "wsgi:app" stays module wsgi).
+_APP = re.compile(r"((asgi|wsgi):(?=[A-Za-z_][\w.]*:))?[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*(\(\))?)?\Z")
 
 
 def _app_path(text: str) -> str:
@@ -442,8 +449,10 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "use_reloader",
         kinds.boolean(),
         False,
-        "Replace the workers when a .py file under the working directory or the app's"
-        " package changes (polled once a second; needs workers >= 1).",
+        "Replace the workers when a source file changes (.py files under the working"
+        " directory and the app's package; see reload_dirs, reload_includes,"
+        " reload_excludes): OS file events with watchfiles installed (`tricorn[reload]`),"
+        " else polled once a second; needs workers >= 1.",
         flags=("--reload",),
     ),
     _setting(
@@ -497,8 +506,8 @@ HYPERCORN_FIELDS: tuple[Field, ...] = (
         "wsgi_max_body_size",
         kinds.integer(minimum=1, unit="bytes"),
         16 * MIB,
-        "Largest request body read for a WSGI app.",
-        status=_PROD,
+        "Largest request body read for a WSGI app (it is read whole before the app"
+        " is called); a larger one is answered 413 without calling the app.",
     ),
 )
 
@@ -507,8 +516,9 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         "app",
         kinds.optional(kinds.string(check=_app_path, allowed="module:attribute")),
         None,
-        "The ASGI application as module:attribute, so a config file alone can start"
-        " the server; a positional APP overrides it.",
+        "The application as module:attribute, so a config file alone can start"
+        " the server; a positional APP overrides it. ASGI or WSGI is detected;"
+        " a wsgi: or asgi: prefix (wsgi:module:attribute) forces one.",
     ),
     _own(
         "header_read_timeout",
@@ -640,6 +650,23 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         " their client address, scheme, host and prefix go into the scope.",
     ),
     _own(
+        "forwarded_trusted_hops",
+        kinds.integer(minimum=0),
+        0,
+        "Number of proxies in front of tricorn, each adding one value to X-Forwarded-*"
+        " (or one Forwarded element): the client, scheme, host and prefix are each"
+        " header's Nth value from the right, a header with fewer values is ignored;"
+        " with forwarded_allow_ips set too, only from peers it lists (0: off).",
+    ),
+    _own(
+        "forwarded_headers",
+        kinds.choice(("x-forwarded", "forwarded")),
+        "x-forwarded",
+        "Which headers the trusted proxies write: X-Forwarded-For/-Proto/-Host/-Prefix, or"
+        " RFC 7239 Forwarded. The other family is ignored (a proxy passes a client's"
+        " copy through).",
+    ),
+    _own(
         "proxy_protocol",
         kinds.boolean(),
         False,
@@ -653,14 +680,52 @@ TRICORN_FIELDS: tuple[Field, ...] = (
             none_means="off",
         ),
         None,
-        "Address of a Prometheus text metrics endpoint.",
-        status=_PROD,
+        "Address of a Prometheus endpoint (GET /metrics, cleartext HTTP/1.1): requests by"
+        " protocol and status, durations, open connections and streams, worker restarts;"
+        " summed over every worker.",
     ),
     _own(
         "access_log_json",
         kinds.boolean(),
         False,
         "Write the access log as JSON lines instead of the %-atom format.",
+    ),
+    _own(
+        "wsgi_max_threads",
+        kinds.integer(minimum=1),
+        10,
+        "Threads per worker that run a WSGI app's requests at once; more requests"
+        " wait in the event loop (not in threads) until one is free.",
+    ),
+    _setting(
+        "reload_dirs",
+        kinds.string_list(item=_non_empty, allowed="directories"),
+        (),
+        "Directories use_reloader watches (default: the working directory and the app's package).",
+        flags=("--reload-dir",),
+        tricorn=True,
+    ),
+    _setting(
+        "reload_includes",
+        kinds.string_list(item=_glob_item, allowed="glob patterns"),
+        (),
+        "Glob patterns of more files use_reloader watches besides `*.py`, matched against"
+        " the end of the path (`*.toml`, `templates/*.html`); one without wildcards"
+        " (`.env`) counts even where an exclude matches; naming a default exclude here"
+        " drops it.",
+        flags=("--reload-include",),
+        tricorn=True,
+    ),
+    _setting(
+        "reload_excludes",
+        kinds.string_list(item=_glob_item, allowed="glob patterns"),
+        (),
+        "Glob patterns of files and directories use_reloader ignores besides `.*`,"
+        " `.py[cod]`, `.sw.*`, `~*` (and `__pycache__`, `site-packages`, `node_modules`,"
+        " virtualenvs); an existing directory is skipped whole; naming `*.py` here"
+        " drops it.",
+        flags=("--reload-exclude",),
+        tricorn=True,
     ),
 )
 

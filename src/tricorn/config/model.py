@@ -118,9 +118,15 @@ class Config:
     websocket_ping_timeout: float | None = _default("websocket_ping_timeout")
     websocket_close_timeout: float | None = _default("websocket_close_timeout")
     forwarded_allow_ips: tuple[str, ...] = _default("forwarded_allow_ips")
+    forwarded_trusted_hops: int = _default("forwarded_trusted_hops")
+    forwarded_headers: Literal["x-forwarded", "forwarded"] = _default("forwarded_headers")
     proxy_protocol: bool = _default("proxy_protocol")
     metrics_bind: str | None = _default("metrics_bind")
     access_log_json: bool = _default("access_log_json")
+    wsgi_max_threads: int = _default("wsgi_max_threads")
+    reload_dirs: tuple[str, ...] = _default("reload_dirs")
+    reload_includes: tuple[str, ...] = _default("reload_includes")
+    reload_excludes: tuple[str, ...] = _default("reload_excludes")
 
     def __post_init__(self) -> None:
         for field in FIELDS:

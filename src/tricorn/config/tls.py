@@ -9,8 +9,7 @@ reads the certificate files each time. Choices that are not settings:
   way for a client to make the server burn CPU).
 
 ALPN offers the configured ``alpn_protocols`` that the caller can serve, in
-the configured order, so the default ``["h2", "http/1.1"]`` offers only
-``http/1.1`` until the HTTP/2 adapter exists.
+the configured order (the default: ``h2``, then ``http/1.1``).
 """
 
 from __future__ import annotations

@@ -1,21 +1,43 @@
-"""Trusted proxy headers: ``Forwarded`` (RFC 7239) and ``X-Forwarded-For``
-/ ``-Proto`` / ``-Host`` / ``-Prefix``, believed only when the connection
-comes from an address in ``forwarded_allow_ips`` (default: nobody).
+"""Trusted proxy headers: ``X-Forwarded-For`` / ``-Proto`` / ``-Host`` /
+``-Prefix``, or ``Forwarded`` (RFC 7239), believed only from trusted proxies
+(default: nobody).
 
-From a trusted peer, the scope gets:
+One family is read, never both: ``forwarded_headers`` says which one the
+proxies write (``x-forwarded``, the default, as nginx, HAProxy, cloud load
+balancers and Kubernetes ingresses do; or ``forwarded``). The other family
+is left alone, because a proxy passes through whatever a client sent in the
+headers it does not set itself: believing those would let the client choose
+its own address.
 
-* ``client``: walking the forwarded-for list from the right (nearest hop
-  first), the first address that is not itself a trusted proxy (all
-  trusted: the leftmost), with port 0 unless ``Forwarded`` gave one;
-* ``scheme``: that hop's protocol (``http``/``https``; ``ws``/``wss`` for a
-  WebSocket);
-* the ``host`` header: that hop's host;
-* ``root_path``: ``X-Forwarded-Prefix`` in front of the configured one.
+Two settings say who the proxies are:
 
-``Forwarded`` wins over the ``X-Forwarded-*`` family when both are present.
-Values that do not parse are ignored (the connection's own facts stand).
-An untrusted peer's headers are left as they are: the application sees
-them, but the scope is not changed.
+* ``forwarded_allow_ips``, by address. The connection's peer must be listed.
+  Then ``client`` is, walking the forwarded-for list from the right (nearest
+  hop first), the first address that is not itself listed (all listed: the
+  leftmost); ``scheme`` and ``host`` come from that hop (X-Forwarded-Proto
+  and -Host values at the same position when the lists have X-Forwarded-For's
+  length, else their last value); ``X-Forwarded-Prefix`` is taken whole.
+* ``forwarded_trusted_hops`` = N > 0, by count: there are exactly N proxies
+  in front of tricorn and each one *appends* one value to the headers it
+  sets (one element to ``Forwarded``). Whatever the client sent comes
+  before those, so the Nth value from the right is the one the outermost
+  proxy wrote: ``client``, ``scheme``, ``host`` and the prefix are each
+  header's Nth value from the right (repeated header lines count as one
+  comma-separated list, as Hypercorn's ProxyFixMiddleware and Werkzeug's
+  ProxyFix read them). A header with fewer than N values did not pass
+  through N proxies, so it is ignored (the peer's own facts stand): that is
+  what stops a client from naming itself. The peer's
+  address does not matter, unless ``forwarded_allow_ips`` is set too: then
+  the peer must also be listed (both checks, never either), and the count
+  alone picks the values.
+
+In both modes ``client`` gets port 0 unless ``Forwarded`` gave one;
+``scheme`` is ``http``/``https`` (``ws``/``wss`` for a WebSocket); the
+``host`` header is replaced; the prefix goes in front of the configured
+``root_path``. Values that do not parse (an unbalanced quote in
+``Forwarded``, an obfuscated ``for=_hidden``) are ignored. An untrusted
+peer's headers are left as they are: the application sees them, but the
+scope is not changed.
 """
 
 from __future__ import annotations
@@ -28,27 +50,53 @@ __all__ = ["ProxyHeadersMiddleware", "TrustedProxies"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_SINGLE = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix")
+FAMILIES = {
+    "x-forwarded": frozenset({b"x-forwarded-for", *_SINGLE}),
+    "forwarded": frozenset({b"forwarded"}),
+}
+"""The header names of each ``forwarded_headers`` choice."""
+_Hop = dict[str, str | None]
+"""One proxy's report: ``for``, ``proto``, ``host`` (the Forwarded names)."""
 
 
 class TrustedProxies:
-    """The ``forwarded_allow_ips`` setting, parsed once.
+    """The ``forwarded_allow_ips`` and ``forwarded_trusted_hops`` settings,
+    parsed once (see the module docstring).
 
     :param allowed: addresses, networks, or ``"*"`` (everyone).
+    :param hops: the number of proxies in front; 0: trust by address only.
+    :param headers: the family the proxies write: ``"x-forwarded"`` or
+        ``"forwarded"``.
+    :raises ValueError: ``hops`` is negative, or ``headers`` is neither.
     """
 
-    __slots__ = ("_all", "_networks")
+    __slots__ = ("_all", "_hops", "_names", "_networks")
 
-    def __init__(self, allowed: Sequence[str]) -> None:
+    def __init__(self, allowed: Sequence[str], hops: int = 0, headers: str = "x-forwarded") -> None:
+        if hops < 0:
+            raise ValueError(f"hops must be >= 0, not {hops}")
+        if headers not in FAMILIES:
+            raise ValueError(f"headers must be one of {sorted(FAMILIES)}, not {headers!r}")
+        self._names = FAMILIES[headers]
         self._all = "*" in allowed
+        self._hops = hops
         self._networks: list[_Network] = [
             ipaddress.ip_network(item, strict=False) for item in allowed if item != "*"
         ]
 
     def __bool__(self) -> bool:
-        return self._all or bool(self._networks)
+        return self._all or bool(self._networks) or self._hops > 0
 
     def trusts(self, host: str | None) -> bool:
-        """Whether ``host`` is a trusted proxy."""
+        """Whether the forwarding headers of a connection from ``host`` are
+        believed: it is listed, or only a hop count is set."""
+        if not self._all and not self._networks:
+            return self._hops > 0
+        return self._listed(host)
+
+    def _listed(self, host: str | None) -> bool:
+        """Whether ``host`` is in ``forwarded_allow_ips``."""
         if self._all:
             return True
         if host is None or not self._networks:
@@ -62,27 +110,30 @@ class TrustedProxies:
     def apply(self, scope: dict[str, Any]) -> None:
         """Rewrite ``scope`` from its forwarding headers (the caller checked
         that the peer is trusted)."""
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        forwarded: list[bytes] = []
-        xff: list[bytes] = []
-        xfp = xfh = prefix = None
-        for name, value in headers:
-            if name == b"forwarded":
-                forwarded.append(value)
-            elif name == b"x-forwarded-for":
-                xff.append(value)
-            elif name == b"x-forwarded-proto":
-                xfp = value
-            elif name == b"x-forwarded-host":
-                xfh = value
-            elif name == b"x-forwarded-prefix":
-                prefix = value
-        if forwarded:
-            hops = _parse_forwarded(b",".join(forwarded).decode("latin-1"))
-        elif xff:
-            fors = _split(b",".join(xff).decode("latin-1"))
-            protos = _split(xfp.decode("latin-1")) if xfp else []
-            hosts = _split(xfh.decode("latin-1")) if xfh else []
+        found: dict[bytes, list[str]] = {}
+        names = self._names
+        for name, value in scope["headers"]:
+            if name in names:
+                found.setdefault(name, []).append(value.decode("latin-1"))
+        if not found:
+            return
+        hop, prefix = self._counted(found) if self._hops else self._walked(found)
+        if hop:
+            self._apply_hop(scope, hop)
+        text = (prefix or "").strip().rstrip("/")
+        if text.startswith("/"):
+            scope["root_path"] = text + scope.get("root_path", "")
+
+    def _walked(self, found: dict[bytes, list[str]]) -> tuple[_Hop | None, str | None]:
+        """By address: the hop that names the client, and the prefix."""
+        # The last line of the single-valued headers wins.
+        xfp, xfh, prefix = (found.get(name, [None])[-1] for name in _SINGLE)
+        if b"forwarded" in found:
+            hops = _parse_forwarded(",".join(found[b"forwarded"]))
+        elif b"x-forwarded-for" in found:
+            fors = _split(",".join(found[b"x-forwarded-for"]))
+            protos = _split(xfp) if xfp else []
+            hosts = _split(xfh) if xfh else []
             hops = [
                 {
                     "for": address,
@@ -92,22 +143,31 @@ class TrustedProxies:
                 for i, address in enumerate(fors)
             ]
         else:
-            hops = [{"proto": xfp.decode("latin-1").strip()}] if xfp else []
-            if xfh:
-                hops = [{**(hops[0] if hops else {}), "host": xfh.decode("latin-1").strip()}]
-        if hops:
-            self._apply_hop(scope, self._client_hop(hops))
-        if prefix:
-            text = prefix.decode("latin-1").strip().rstrip("/")
-            if text.startswith("/"):
-                scope["root_path"] = text + scope.get("root_path", "")
+            hops = [{"proto": xfp, "host": xfh}]
+        return (self._client_hop(hops) if hops else None), prefix
+
+    def _counted(self, found: dict[bytes, list[str]]) -> tuple[_Hop | None, str | None]:
+        """By hop count: each header's Nth value from the right."""
+        n = self._hops
+
+        def nth(name: bytes) -> str | None:
+            values = _split(",".join(found.get(name, ())))
+            return values[-n] if len(values) >= n else None
+
+        elements = _parse_forwarded(",".join(found.get(b"forwarded", ())))
+        if len(elements) >= n:
+            hop = elements[-n]
+        else:
+            hop = {"for": nth(b"x-forwarded-for"), "proto": nth(b"x-forwarded-proto")}
+            hop["host"] = nth(b"x-forwarded-host")
+        return hop, nth(b"x-forwarded-prefix")
 
     def _client_hop(self, hops: list[dict[str, str | None]]) -> dict[str, str | None]:
         """The hop that names the client: from the right, the first whose
         address is not a trusted proxy."""
         for hop in reversed(hops):
             host, _ = _host_port(hop.get("for"))
-            if host is None or not self.trusts(host):
+            if host is None or not self._listed(host):
                 return hop
         return hops[0]
 
@@ -165,7 +225,11 @@ def _host_port(node: str | None) -> tuple[str | None, int | None]:
 
 
 def _parse_forwarded(value: str) -> list[dict[str, str | None]]:
-    """RFC 7239 elements (comma-separated; pairs separated by ``;``)."""
+    """RFC 7239 elements (comma-separated; pairs separated by ``;``). An
+    unbalanced quote makes the whole header malformed: a client's stray quote
+    must not swallow the elements the proxies appended after it."""
+    if value.replace('\\"', "").count('"') % 2:
+        return []
     hops: list[dict[str, str | None]] = []
     for element in _quoted_split(value, ","):
         hop: dict[str, str | None] = {}
@@ -196,17 +260,32 @@ def _quoted_split(value: str, separator: str) -> list[str]:
 
 
 class ProxyHeadersMiddleware:
-    """The same rewriting as ``forwarded_allow_ips``, as a plain ASGI
-    middleware (for apps served by other servers too, or with trust decided
-    per mount). The scope's ``client`` must be one of ``trusted``.
+    """The same rewriting as ``forwarded_allow_ips`` and
+    ``forwarded_trusted_hops``, as a plain ASGI middleware (for apps served by
+    other servers too, or with trust decided per mount). The scope's
+    ``client`` must be one of ``trusted`` unless ``trusted`` is empty and
+    ``trusted_hops`` is set.
 
     :param app: the ASGI application.
     :param trusted: addresses, networks or ``"*"`` (default: ``127.0.0.1``).
+    :param trusted_hops: the number of proxies in front (Hypercorn's
+        ``ProxyFixMiddleware`` name); each header's Nth value from the right
+        is used. 0 (the default): by address only.
+    :param headers: which family the proxies write, ``"x-forwarded"`` (the
+        default) or ``"forwarded"``; the other one is ignored.
+    :raises ValueError: ``trusted_hops`` is negative, or ``headers`` unknown.
     """
 
-    def __init__(self, app: Any, trusted: Sequence[str] = ("127.0.0.1",)) -> None:
+    def __init__(
+        self,
+        app: Any,
+        trusted: Sequence[str] = ("127.0.0.1",),
+        *,
+        trusted_hops: int = 0,
+        headers: str = "x-forwarded",
+    ) -> None:
         self.app = app
-        self.proxies = TrustedProxies(trusted)
+        self.proxies = TrustedProxies(trusted, trusted_hops, headers)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):

@@ -98,6 +98,8 @@ _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStre
 class Connection:
     """One accepted connection and the streams it carries."""
 
+    quic = False  # the transport, as metrics count it
+
     def __init__(
         self,
         ctx: ServerContext,
@@ -560,8 +562,11 @@ class Connection:
             scope = self._scopes.http(request)
             cycle = HTTPCycle(ctx.app, scope, stream, self._default_headers)
         access_log = ctx.access_log
-        statsd = ctx.statsd
-        started = time.perf_counter() if access_log.enabled or statsd is not None else 0.0
+        statsd, metrics = ctx.statsd, ctx.metrics
+        timed = access_log.enabled or statsd is not None or metrics is not None
+        started = time.perf_counter() if timed else 0.0
+        if metrics is not None:
+            metrics.stream(request.http_version, 1.0)
         try:
             if ctx.server_names and _host(request) not in ctx.server_names:
                 await cycle.refuse()
@@ -576,6 +581,13 @@ class Connection:
             ctx.request_done()
             if not self._streams and self._streams_done is not None:
                 self._streams_done.set()
+            if metrics is not None:
+                metrics.stream(request.http_version, -1.0)
+        if metrics is not None:
+            if request.protocol == "websocket":
+                metrics.websocket(request.http_version)
+            else:
+                metrics.request(request.http_version, cycle.status, time.perf_counter() - started)
         if access_log.enabled:
             access_log.log(
                 scope,

@@ -20,6 +20,7 @@ from anyio.abc import ByteStream
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..logging import AccessLogger, StatsdClient
+from ..metrics import MetricsRecorder
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
@@ -96,6 +97,7 @@ class ServerContext:
     clock: Callable[[], float] = anyio.current_time  # the backend's, when io gives it
     proxies: TrustedProxies | None = None  # forwarded_allow_ips
     statsd: StatsdClient | None = None  # statsd_host
+    metrics: MetricsRecorder | None = None  # metrics_bind: this process's cells
     max_requests: int | None = None  # then this worker retires (max_requests + jitter)
     requests: int = 0  # requests (and WebSockets) answered so far
     retire: anyio.Event = field(default_factory=anyio.Event)  # max_requests reached
@@ -110,9 +112,13 @@ class ServerContext:
     def add(self, connection: Connection) -> None:
         """Register a live connection."""
         self.connections.add(connection)
+        if self.metrics is not None:
+            self.metrics.connection(connection.quic, 1.0)
 
     def discard(self, connection: Connection) -> None:
         """Forget a finished connection and wake an accept loop waiting for a slot."""
+        if self.metrics is not None and connection in self.connections:
+            self.metrics.connection(connection.quic, -1.0)
         self.connections.discard(connection)
         self._slot_freed.set()
 

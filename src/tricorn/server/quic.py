@@ -172,6 +172,7 @@ class QuicConnection(Connection):
     """One QUIC connection: the core's connection over datagrams."""
 
     adapter: H3Adapter
+    quic = True
 
     def __init__(
         self,

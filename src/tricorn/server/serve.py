@@ -14,6 +14,7 @@ Order of events:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import socket
@@ -23,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from ..asgi.app import as_asgi3
+from ..asgi.app import wrap_app
 from ..asgi.lifespan import Lifespan
 from ..config import Config
 from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger, StatsdClient, StatsdLogHandler
+from ..metrics import MetricsApp, MetricsRecorder, MetricsRegistry, metrics_config
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
@@ -144,11 +146,13 @@ async def serve(
     sockets: BoundSockets | None = None,
     shutdown_trigger: ShutdownTrigger | None = None,
     io: BackendIO | None = None,
+    metrics: MetricsRecorder | None = None,
     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger()`` returns (or forever).
 
-    :param app: an ASGI 3 or ASGI 2 application.
+    :param app: an ASGI 3, ASGI 2 or WSGI application (see
+        :func:`~tricorn.asgi.app.wrap_app`).
     :param config: the settings.
     :param sockets: already bound sockets (the process manager binds them
         once); by default they are bound here from ``config``.
@@ -159,12 +163,20 @@ async def serve(
         ``http.response.pathsend`` on cleartext connections. Without it
         anyio's streams are used as they are and files are copied in
         bounded chunks.
+    :param metrics: where this process counts requests for a metrics
+        endpoint served elsewhere (the supervisor's); by default, with
+        ``metrics_bind`` set, this call serves the endpoint itself.
     :param task_status: receives the list of URLs served once listening.
     :raises StartupFailure: lifespan startup failed or timed out.
     """
+    if metrics is None and config.metrics_bind is not None:
+        # (The map is freed with its last view: a recorder may outlive this.)
+        registry = MetricsRegistry(1)
+        await _serve_with_metrics(app, config, registry, sockets, shutdown_trigger, io, task_status)
+        return
     if sockets is None:
         sockets = bind_sockets(config)
-    app = as_asgi3(app)
+    app = wrap_app(app, config)
     state: dict[str, Any] = {}
     server, date = config.include_server_header, config.include_date_header
     ctx = ServerContext(
@@ -182,8 +194,9 @@ async def serve(
         server_names=frozenset(config.server_names),
         clock=io.clock() if io is not None else anyio.current_time,
         max_requests=_max_requests(config),
-        proxies=TrustedProxies(config.forwarded_allow_ips) or None,
+        proxies=_trusted_proxies(config),
         statsd=_statsd(config),
+        metrics=metrics,
     )
     ssl_context = config.create_ssl_context(("h2", "http/1.1")) if sockets.secure else None
     listeners = [Listener(ctx, sock, ssl_context) for sock in sockets.secure]
@@ -215,6 +228,49 @@ async def serve(
             endpoint.close()
         if ctx.statsd is not None:
             _stop_statsd(ctx.statsd)
+
+
+async def _serve_with_metrics(
+    app: Any,
+    config: Config,
+    registry: MetricsRegistry,
+    sockets: BoundSockets | None,
+    shutdown_trigger: ShutdownTrigger | None,
+    io: BackendIO | None,
+    task_status: TaskStatus[list[str]],
+) -> None:
+    """``serve()`` in one process with its own metrics endpoint beside it,
+    which stops once the server has drained."""
+    index = registry.acquire()
+    assert index is not None
+    registry.set_workers(1)
+    settings = metrics_config(config)
+    async with anyio.create_task_group() as tg:
+
+        async def serving(*, task_status: TaskStatus[list[str]]) -> None:
+            await serve(
+                app,
+                config,
+                sockets=sockets,
+                shutdown_trigger=shutdown_trigger,
+                io=io,
+                metrics=registry.recorder(index),
+                task_status=task_status,
+            )
+            tg.cancel_scope.cancel()  # the metrics server ends with the app's
+
+        metrics_urls = await tg.start(
+            functools.partial(serve, MetricsApp(registry), settings, io=io)
+        )
+        urls = await tg.start(serving)
+        task_status.started([*urls, *metrics_urls])
+
+
+def _trusted_proxies(config: Config) -> TrustedProxies | None:
+    proxies = TrustedProxies(
+        config.forwarded_allow_ips, config.forwarded_trusted_hops, config.forwarded_headers
+    )
+    return proxies or None
 
 
 def _statsd(config: Config) -> StatsdClient | None:

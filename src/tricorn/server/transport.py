@@ -85,8 +85,15 @@ async def start_tls(stream: ByteStream, context: ssl.SSLContext, timeout: float)
 
 
 def _address(value: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of a socket address. An IPv4 peer of a dual-stack
+    IPv6 socket (``::ffff:192.0.2.1``) is given as plain IPv4, as an IPv4
+    socket would give it, so the scope and ``forwarded_allow_ips`` see one
+    form of each address."""
     if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
+        host = str(value[0])
+        if host.startswith("::ffff:") and "." in host:
+            host = host[7:]
+        return host, int(value[1])
     return None
 
 

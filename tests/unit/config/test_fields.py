@@ -88,9 +88,15 @@ TRICORN_KEYS = [
     "websocket_ping_timeout",
     "websocket_close_timeout",
     "forwarded_allow_ips",
+    "forwarded_trusted_hops",
+    "forwarded_headers",
     "proxy_protocol",
     "metrics_bind",
     "access_log_json",
+    "wsgi_max_threads",
+    "reload_dirs",
+    "reload_includes",
+    "reload_excludes",
 ]
 
 
@@ -156,6 +162,11 @@ def test_hypercorn_defaults_except_the_shorter_handshake_timeout():
         ("app", "pkg.mod:make_app()", "pkg.mod:make_app()"),
         ("logconfig_dict", {"version": 1}, {"version": 1}),
         ("metrics_bind", "127.0.0.1:9100", "127.0.0.1:9100"),
+        ("forwarded_trusted_hops", 2, 2),
+        ("forwarded_headers", "forwarded", "forwarded"),
+        ("reload_dirs", "src", ("src",)),
+        ("reload_includes", ["*.toml", "templates/*.html"], ("*.toml", "templates/*.html")),
+        ("reload_excludes", [".py[cod]", "build"], (".py[cod]", "build")),
     ],
 )
 def test_good_values_are_normalised(key, value, expected):
@@ -186,6 +197,13 @@ def test_good_values_are_normalised(key, value, expected):
         ("verify_flags", "VERIFY_NOTHING", "VerifyFlags"),
         ("alpn_protocols", ["h3"], "h2, http/1.1"),
         ("forwarded_allow_ips", ["not-an-ip"], "CIDRs"),
+        ("forwarded_trusted_hops", -1, ">= 0"),
+        ("forwarded_trusted_hops", "2", "whole number"),
+        ("forwarded_headers", "both", "x-forwarded"),
+        ("reload_dirs", [""], "directories"),
+        ("reload_includes", ["*.py", ""], "glob patterns"),
+        ("reload_excludes", ["/"], "glob patterns"),
+        ("reload_excludes", [3], "glob patterns"),
         ("h2_initial_window_size", 2**31, "2147483647"),
         ("h2_max_inbound_frame_size", 1024, "from 16384"),
         ("app", "no app here", "module:attribute"),
