@@ -29,6 +29,7 @@ PRODUCTION = REPO / "config" / "production.toml"
 def local_copy(tmp_path: Path, tls: TLSFiles) -> tuple[Path, int, int, Path]:
     settings: dict[str, Any] = tomllib.loads(PRODUCTION.read_text())
     tls_port, plain_port = free_port(), free_port()
+    assert settings["metrics_bind"] == "127.0.0.1:9090"
     pid_path = tmp_path / "tricorn.pid"
     settings.update(
         bind=[f"127.0.0.1:{tls_port}"],
@@ -38,10 +39,15 @@ def local_copy(tmp_path: Path, tls: TLSFiles) -> tuple[Path, int, int, Path]:
         keyfile=tls.keyfile,
         pid_path=str(pid_path),
         workers=2,
+        metrics_bind=f"127.0.0.1:{free_port()}",
     )
     path = tmp_path / "production.toml"
     path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))
     return path, tls_port, plain_port, pid_path
+
+
+def metrics_address(config: Path) -> str:
+    return str(tomllib.loads(config.read_text())["metrics_bind"])
 
 
 @pytest.mark.anyio
@@ -64,6 +70,10 @@ async def test_production_config_serves_https_http3_and_redirects(
             async with h3_connect("127.0.0.1", tls_port) as h3:
                 response = await h3.request("GET", "/")
         assert bytes(response.body) == HELLO
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://{metrics_address(config)}/metrics")).text
+        assert 'tricorn_requests_total{protocol="2",status="200"} 1\n' in metrics
+        assert "tricorn_workers 2\n" in metrics
         assert pid_path.read_text().strip() == str(child.proc.pid)
         assert child.terminate() == 0, child.stderr()
     assert not pid_path.exists()

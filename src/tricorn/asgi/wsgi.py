@@ -471,8 +471,11 @@ def build_environ(
     otherwise ``PATH_INFO`` is the whole path (a proxy that strips the prefix).
     Headers become ``HTTP_*`` keys (``-`` to ``_``, upper case, as Hypercorn
     and Uvicorn do); repeated ones are joined with ``", "`` (``"; "`` for
-    cookies, RFC 9113 §8.2.3). A body without a ``content-length`` (chunked)
-    gets ``CONTENT_LENGTH``, since it has been read whole.
+    cookies, RFC 9113 §8.2.3). A header whose name has an underscore is
+    dropped, as Gunicorn and nginx do: ``X_Forwarded_For`` would otherwise
+    land on the key of ``X-Forwarded-For`` a proxy vouches for. A body
+    without a ``content-length`` (chunked) gets ``CONTENT_LENGTH``, since it
+    has been read whole.
 
     :param errors: ``wsgi.errors``; by default a stream into the
         ``tricorn.error`` log.
@@ -501,6 +504,8 @@ def build_environ(
         "wsgi.file_wrapper": FileWrapper,
     }
     for raw_name, raw_value in scope["headers"]:
+        if b"_" in raw_name:
+            continue
         name = raw_name.decode("latin-1")
         value = raw_value.decode("latin-1")
         if name == "content-type":

@@ -237,6 +237,22 @@ def test_environ_follows_pep_3333() -> None:
     assert all(type(v) is str for k, v in environ.items() if not k.startswith("wsgi."))
 
 
+def test_underscored_header_names_are_dropped() -> None:
+    """``X_Forwarded_For`` would share ``HTTP_X_FORWARDED_FOR`` with the
+    header a proxy sets; like Gunicorn and nginx, the environ drops it."""
+    scope = http_scope(
+        "/",
+        headers=[
+            (b"x_forwarded_for", b"6.6.6.6"),
+            (b"x-forwarded-for", b"203.0.113.7"),
+            (b"x_token", b"forged"),
+        ],
+    )
+    environ = build_environ(scope, b"")
+    assert environ["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"
+    assert "HTTP_X_TOKEN" not in environ
+
+
 @pytest.mark.parametrize(
     ("root_path", "path", "script_name", "path_info"),
     [
