@@ -38,6 +38,7 @@ import ctypes
 import os
 import socket
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -233,12 +234,29 @@ def _adopt_fd(address: BindAddress, kind: int, opened: list[socket.socket]) -> s
     return sock
 
 
+# <linux/in.h>, <linux/in6.h>: IP_MTU_DISCOVER / IPV6_MTU_DISCOVER and
+# IP_PMTUDISC_PROBE (Python does not name them all).
+_IP_MTU_DISCOVER = 10
+_IPV6_MTU_DISCOVER = 23
+_PMTUDISC_PROBE = 3
+
+
 def _set_inet_options(sock: socket.socket, *, udp: bool) -> None:
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     if not udp:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    elif sys.platform == "linux":
+        # QUIC datagrams are never fragmented (RFC 9000 §14): the DF bit is
+        # set, and the kernel's own path MTU guess does not cap what we send
+        # (PROBE), so the connections' MTU probes (RFC 8899) find the path's.
+        level, option = (
+            (socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER)
+            if sock.family == socket.AF_INET6
+            else (socket.IPPROTO_IP, _IP_MTU_DISCOVER)
+        )
+        sock.setsockopt(level, option, _PMTUDISC_PROBE)
 
 
 def _bind_unix(sock: socket.socket, path: str, config: Config) -> None:

@@ -586,8 +586,10 @@ TRICORN_FIELDS: tuple[Field, ...] = (
     _own(
         "quic_max_datagram_size",
         kinds.integer(minimum=1200, maximum=65527, unit="bytes"),
-        1200,
-        "Largest UDP payload QUIC sends (RFC 9000 max_udp_payload_size range).",
+        16384,
+        "Largest UDP payload QUIC sends. Connections start at 1200 bytes and probe the"
+        " path for larger datagrams up to this (DPLPMTUD, RFC 8899); 1200 turns probing"
+        " off.",
     ),
     _own(
         "quic_retry",

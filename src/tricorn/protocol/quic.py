@@ -44,7 +44,7 @@ from aioquic.quic.packet import (
 from aioquic.quic.retry import QuicRetryTokenHandler
 
 from ..errors import ConfigError
-from .http3 import H3Adapter, H3Settings
+from .http3 import BASE_DATAGRAM_SIZE, H3Adapter, H3Settings
 
 __all__ = [
     "CID_LENGTH",
@@ -67,7 +67,8 @@ class QuicSettings:
 
     :param idle_timeout: seconds without packets before a connection is
         dropped (the max_idle_timeout transport parameter).
-    :param max_datagram_size: the largest UDP payload we send.
+    :param max_datagram_size: the largest UDP payload we send: connections
+        start at 1200 bytes and probe the path up to this (RFC 8899).
     :param congestion_control: aioquic's algorithm (``reno`` or ``cubic``).
     :param retry: answer new clients with a Retry first (address validation).
     :param worker: ``(index, count)`` of this worker among the processes
@@ -77,7 +78,7 @@ class QuicSettings:
     """
 
     idle_timeout: float = 30.0
-    max_datagram_size: int = 1200
+    max_datagram_size: int = 16384
     congestion_control: str = "reno"
     retry: bool = False
     worker: tuple[int, int] = (0, 1)
@@ -112,7 +113,9 @@ def server_configuration(
         alpn_protocols=["h3"],
         connection_id_length=CID_LENGTH,
         idle_timeout=settings.idle_timeout,
-        max_datagram_size=settings.max_datagram_size,
+        # Every connection starts at the QUIC minimum; larger datagrams, up
+        # to settings.max_datagram_size, only once a probe got through.
+        max_datagram_size=BASE_DATAGRAM_SIZE,
         congestion_control_algorithm=settings.congestion_control,
         max_data=h3.connection_window,
         max_stream_data=h3.stream_window,
@@ -172,6 +175,7 @@ class QuicDispatcher:
         self._versions = frozenset(configuration.supported_versions)
         self._retry = QuicRetryTokenHandler() if quic.retry else None
         self._new_cid = cid_factory(*quic.worker)
+        self._max_datagram_size = quic.max_datagram_size
         self.accepting = True  # False while shutting down: no new connections
 
     def __len__(self) -> int:
@@ -242,6 +246,7 @@ class QuicDispatcher:
             original_destination_connection_id=original_cid,
             retry_source_connection_id=retry_cid,
             new_cid=self._new_cid,
+            max_datagram_size=self._max_datagram_size,
         )
         return NewConnection(adapter, header.destination_cid)
 

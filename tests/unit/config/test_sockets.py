@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,17 @@ def test_tls_binds_are_secure_and_insecure_bind_is_beside_them():
         assert sockets.quic[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
         assert len(sockets.all()) == 3
     assert all(sock.fileno() == -1 for sock in sockets.all())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux socket option")
+def test_quic_sockets_never_fragment():
+    """DF set and the kernel's path MTU guess not applied (IP_PMTUDISC_PROBE):
+    the connections' own MTU probes find the path (RFC 9000 §14)."""
+    config = Config(quic_bind=("127.0.0.1:0",), certfile="c.pem", keyfile="k.pem")
+    with bound(config) as sockets:
+        (sock,) = sockets.quic
+        ip_mtu_discover, pmtudisc_probe = 10, 3  # <linux/in.h>
+        assert sock.getsockopt(socket.IPPROTO_IP, ip_mtu_discover) == pmtudisc_probe
 
 
 def test_insecure_bind_without_tls_adds_to_bind():

@@ -180,6 +180,8 @@ class Peer:
         self.fin: set[int] = set()  # streams the client saw FIN on
         self.results: list[Routed | Reply | NewConnection | None] = []  # the dispatcher's
         self.cids: list[tuple[bytes, bool]] = []  # every connection_ids() change
+        self.path_mtu = 65527  # the server's datagrams above this are lost on the way
+        self.sizes: list[int] = []  # every datagram the server sent, in bytes
         self.adapter = self._connect()
         self.pump()
 
@@ -235,6 +237,9 @@ class Peer:
         self._sync_cids()
         for data, addr in datagrams:
             assert addr == CLIENT_ADDR
+            self.sizes.append(len(data))
+            if len(data) > self.path_mtu:
+                continue
             self.client.receive_datagram(data, SERVER_ADDR, self.now)
         self._drain_client()
         return bool(datagrams)
@@ -1415,7 +1420,83 @@ def test_server_configuration_carries_the_settings() -> None:
     assert not configuration.is_client
     assert configuration.alpn_protocols == ["h3"]
     assert configuration.idle_timeout == 7.0
-    assert configuration.max_datagram_size == 1350
+    assert configuration.max_datagram_size == 1200  # where connections start; 1350: the ceiling
     assert configuration.max_data == 67890
     assert configuration.max_stream_data == 12345
     assert configuration.connection_id_length == 8
+
+
+# ------------------------------------------------------------------ path MTU
+
+
+def download(peer: Peer, size: int) -> Answer:
+    """A response of ``size`` bytes, sent in 64 KiB pieces as the app would."""
+    stream_id = peer.request()
+    peer.pump()
+    peer.adapter.send(Response(stream_id, 200, []))
+    piece = bytes(range(256)) * 256
+    for offset in range(0, size, len(piece)):
+        peer.adapter.send(Data(stream_id, piece[: size - offset]))
+        peer.pump()
+    peer.adapter.send(EndData(stream_id))
+    peer.pump()
+    answer = peer.answer(stream_id)
+    assert answer.ended
+    assert answer.body == (piece * (size // len(piece) + 1))[:size]
+    return answer
+
+
+def test_a_bulk_transfer_finds_larger_datagrams() -> None:
+    peer = Peer()
+    download(peer, 2 * 1024 * 1024)
+    assert peer.sizes[0] <= 1200  # the handshake: the QUIC minimum
+    assert max(peer.sizes) == 16384  # probed 1452, 8952, 16384: all got through
+    assert peer.sizes.count(16384) > 50  # and used
+    assert peer.terminated() is None
+    round_trip(peer)
+
+
+def test_small_responses_send_no_probe() -> None:
+    peer = Peer()
+    for _ in range(3):
+        round_trip(peer)
+    assert max(peer.sizes) <= 1200
+
+
+def test_a_lost_probe_ends_the_search_without_a_congestion_reaction() -> None:
+    peer = Peer()
+    peer.path_mtu = 1500  # a 1500-byte Ethernet path: 8952 does not get through
+    download(peer, 1024 * 1024)
+    delivered = [size for size in peer.sizes if size <= 1500]
+    assert max(delivered) == 1452
+    assert peer.sizes.count(8952) == 1  # one probe, lost, never retried
+    assert 16384 not in peer.sizes
+    window = peer.adapter._quic._loss.congestion_window
+    assert window > 10 * 1452  # not cut down by the probe's loss
+    round_trip(peer)
+
+
+def test_the_ceiling_setting_caps_the_search() -> None:
+    peer = Peer(quic=QuicSettings(max_datagram_size=4000))
+    download(peer, 1024 * 1024)
+    assert max(peer.sizes) == 4000  # 1452, then the ceiling itself
+
+
+def test_1200_turns_probing_off() -> None:
+    peer = Peer(quic=QuicSettings(max_datagram_size=1200))
+    download(peer, 1024 * 1024)
+    assert max(peer.sizes) <= 1200
+
+
+def test_a_path_that_shrinks_falls_back_to_1200_bytes() -> None:
+    """A route change to a smaller MTU after the search: the large datagrams
+    vanish, the probe timeouts pile up, and the connection goes back to 1200
+    bytes and finishes the transfer (RFC 8899 §4.3, black hole detection)."""
+    peer = Peer()
+    download(peer, 1024 * 1024)
+    assert max(peer.sizes) == 16384
+    peer.path_mtu = 1200
+    peer.sizes.clear()
+    download(peer, 512 * 1024)
+    assert peer.sizes[-1] <= 1200
+    assert peer.terminated() is None
