@@ -576,6 +576,53 @@ async def test_gtlsclient_downloads(tmp_path: Path, tls_files: TLSFiles) -> None
     assert data[:256] == bytes(range(256))
 
 
+async def test_niquests_over_http3(tls_files: TLSFiles) -> None:
+    """niquests (urllib3-future over qh3): an HTTP client API with its own
+    QUIC stack, told the server speaks HTTP/3 (as Alt-Svc would)."""
+    niquests = pytest.importorskip("niquests")
+    size = 3 * 1024 * 1024
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["path"] == "/big":
+            await big(size)(scope, receive, send)
+        elif scope["path"] == "/upload":  # the body read whole, then one answer
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            headers = [(b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await hello(scope, receive, send)
+
+    def client(port: int) -> list[tuple[int, int, bytes]]:
+        with niquests.Session() as session:
+            session.quic_cache_layer.add_domain("localhost", port)
+            got = []
+            for method, path, body in (("GET", "/", None), ("GET", "/big", None)):
+                response = session.request(
+                    method, f"https://localhost:{port}{path}", data=body, verify=tls_files.ca_file
+                )
+                got.append((response.status_code, response.http_version, response.content))
+            response = session.post(
+                f"https://localhost:{port}/upload", data=b"u" * 100_000, verify=tls_files.ca_file
+            )
+            got.append((response.status_code, response.http_version, response.content))
+            return got
+
+    async with running_h3(app, tls_files) as server:
+        with anyio.fail_after(30):
+            got = await anyio.to_thread.run_sync(client, server.port)
+    assert [(status, version) for status, version, _ in got] == [(200, 30)] * 3  # 30: HTTP/3
+    assert got[0][2] == HELLO
+    assert len(got[1][2]) == size
+    assert got[1][2][:256] == bytes(range(256))
+    assert got[2][2] == b"u" * 100_000
+
+
 async def test_anti_amplification_before_the_address_is_validated(tls_files: TLSFiles) -> None:
     """A client Initial from a spoofed address (nobody answers the server):
     what the server sends there stays within 3x what it received (RFC 9000
