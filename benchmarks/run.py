@@ -1,0 +1,192 @@
+"""Benchmark tricorn beside Hypercorn, Uvicorn and Granian; write docs/performance.md.
+
+    python benchmarks/run.py --python /tmp/peers-venv/bin/python
+
+runs the shared side-by-side harness (``../shared/bench/bench.py``, see its
+README) with tricorn's three workers added as servers, interleaved and
+repeated on loopback, then renders ``docs/performance.md`` and
+``docs/performance.png`` from the run's ``summary.json``. The run's files
+stay in ``benchmarks/results/<time>/``; ``--report-only DIR`` renders them
+again without measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+WORKERS = ("asyncio", "uvloop", "trio")
+TRICORN_CAPS = "h1,h1-tls,h2c,h2-tls,h3,ws"
+TEMPLATE = (
+    "tricorn -c {{hypercorn_config}} -w 0 -k {kind} --bind {{host}}:{{port}} "
+    "{{tls}} {{quic}} {{app}}"
+)
+PEERS = ("hypercorn-asyncio", "hypercorn-trio", "uvicorn", "granian")
+DEFAULT_SERVERS = (*PEERS, *(f"tricorn-{kind}" for kind in WORKERS))
+RUN_INFO = "run.json"
+CHART = "performance.png"
+
+
+def _load_report() -> ModuleType:
+    """Import benchmarks/report.py by path (benchmarks/ is not an installed package)."""
+    spec = importlib.util.spec_from_file_location(
+        "tricorn_bench_report", REPO / "benchmarks" / "report.py"
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit("benchmarks/report.py: cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_argv(args: argparse.Namespace, bench_py: Path, out: Path) -> list[str]:
+    """The harness's command line: the peers plus a server per tricorn worker."""
+    argv = [args.python, str(bench_py), "--out", str(out), "--repeat", str(args.repeat)]
+    argv += ["--venv", str(Path(args.python).parent.parent), "--servers", args.servers]
+    for kind in WORKERS:
+        name = f"tricorn-{kind}"
+        argv += ["--server", f"{name}={TEMPLATE.format(kind=kind)}"]
+        argv += ["--server-caps", f"{name}={TRICORN_CAPS}"]
+    if args.scenarios:
+        argv += ["--scenarios", args.scenarios]
+    return argv
+
+
+def _probe(python: str, code: str) -> str:
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
+def render(run_dir: Path) -> int:
+    """Write docs/performance.md (and the chart, with matplotlib) from ``run_dir``."""
+    report = _load_report()
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"{run_dir}: not a finished run ({exc})", file=sys.stderr)
+        return 1
+    try:
+        saved = json.loads((run_dir / RUN_INFO).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    chart: str | None = CHART
+    try:
+        report.write_chart(
+            summary,
+            report.scenarios_of(summary, meta),
+            report.servers_of(summary, meta),
+            DOCS / CHART,
+        )
+    except ImportError:
+        print("docs/performance.png not drawn: the chart needs pip install 'tricorn[bench]'")
+        chart = None
+    info = report.RunInfo(
+        command=saved.get("command", "python benchmarks/run.py"),
+        date=saved.get("date", str(meta.get("started", "?"))),
+        tricorn_version=saved.get("tricorn_version", ""),
+        git_commit=saved.get("git_commit", ""),
+        cpu_model=saved.get("cpu_model", ""),
+        chart=chart,
+    )
+    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info))
+    print(f"wrote docs/performance.md{' and docs/performance.png' if chart else ''} from {run_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark (or only re-render a finished run)."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--bench-dir",
+        type=Path,
+        default=REPO.parent / "shared" / "bench",
+        help="the shared harness (default: ../shared/bench beside the repository)",
+    )
+    ap.add_argument("--scenarios", default="", help="comma list (default: all of the harness's)")
+    ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma list")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of the venv with the peers and tricorn (default: this one)",
+    )
+    ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/<time>)")
+    ap.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="RUN_DIR",
+        help="render docs/performance.md from a finished run, without measuring",
+    )
+    args = ap.parse_args(argv)
+    if args.report_only:
+        return render(args.report_only)
+
+    bench_py = args.bench_dir / "bench.py"
+    if not bench_py.is_file():
+        print(f"{bench_py}: the shared harness is missing (give --bench-dir)", file=sys.stderr)
+        return 2
+    now = dt.datetime.now(dt.timezone.utc)
+    out: Path = args.out or REPO / "benchmarks" / "results" / now.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    given = sys.argv[1:] if argv is None else list(argv)
+    info = {
+        "command": shlex.join(["python", "benchmarks/run.py", *given]),
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "tricorn_version": _probe(
+            args.python, "import importlib.metadata as m; print(m.version('tricorn'))"
+        ),
+        "git_commit": _git_commit(),
+        "cpu_model": _cpu_model(),
+    }
+    (out / RUN_INFO).write_text(json.dumps(info, indent=1))
+    command = bench_argv(args, bench_py, out)
+    print("$ " + shlex.join(command), flush=True)
+    status = subprocess.run(command).returncode
+    if status != 0:
+        print(f"bench.py exited with status {status}", file=sys.stderr)
+        return status
+    return render(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
