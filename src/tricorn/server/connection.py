@@ -583,21 +583,18 @@ class Connection:
                 self._streams_done.set()
             if metrics is not None:
                 metrics.stream(request.http_version, -1.0)
+        if not timed:
+            return
+        seconds = time.perf_counter() - started
         if metrics is not None:
             if request.protocol == "websocket":
                 metrics.websocket(request.http_version)
             else:
-                metrics.request(request.http_version, cycle.status, time.perf_counter() - started)
+                metrics.request(request.http_version, cycle.status, seconds)
         if access_log.enabled:
-            access_log.log(
-                scope,
-                cycle.status,
-                cycle.response_headers,
-                cycle.sent_bytes,
-                time.perf_counter() - started,
-            )
+            access_log.log(scope, cycle.status, cycle.response_headers, cycle.sent_bytes, seconds)
         if statsd is not None:
-            statsd.request(cycle.status, time.perf_counter() - started)
+            statsd.request(cycle.status, seconds)
 
     async def _close(self) -> None:
         """Flush what the adapter still holds and close the transport
