@@ -36,7 +36,7 @@ from tricorn.config import load_config
 from ..conftest import TLSFiles
 from ..integration.h3client import h3_connect
 from .test_cli_serve import REPO, STOP_TIMEOUT, Child, free_port, tricorn, write_app
-from .test_workers import PID_APP, Load, children, wait_for
+from .test_workers import PID_APP, children, reload_under_load, wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and inherited fds")
 
@@ -243,15 +243,7 @@ def test_sighup_on_inherited_sockets_replaces_workers_without_a_failed_request(
         port = sock.getsockname()[1]
         with activated(tmp_path / "run", [sock], "-c", str(config), env=env) as child:
             first_answer(child, sock)
-            wait_for(lambda: len(children(child.proc.pid)) == 2)
-            before = children(child.proc.pid)
-            with Load(port).running() as load:
-                wait_for(lambda: load.ok > 20)
-                os.kill(child.proc.pid, signal.SIGHUP)
-                wait_for(lambda: "reload done" in child.stderr())
-                wait_for(lambda: not (children(child.proc.pid) & before))
-                served = load.ok
-                wait_for(lambda: load.ok > served + 20)
+            load, _ = reload_under_load(child, port, served_after=20)
             assert child.terminate() == 0, child.stderr()
     assert load.failures == []
 

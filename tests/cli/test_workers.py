@@ -205,6 +205,22 @@ def write_config(path: Path, port: int, **values: object) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def reload_under_load(child: Child, port: int, served_after: int = 40) -> tuple[Load, set[int]]:
+    """SIGHUP the supervisor of two workers while clients keep coming; return
+    once every worker was replaced and ``served_after`` more requests were
+    answered: the load, and the workers before the reload."""
+    wait_for(lambda: len(children(child.proc.pid)) == 2)
+    before = children(child.proc.pid)
+    with Load(port).running() as load:
+        wait_for(lambda: load.ok > 20)
+        os.kill(child.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "reload done" in child.stderr())
+        wait_for(lambda: not (children(child.proc.pid) & before))
+        served = load.ok
+        wait_for(lambda: load.ok > served + served_after)
+    return load, before
+
+
 def test_sighup_replaces_every_worker_without_a_failed_request(tmp_path: Path) -> None:
     env = write_app(tmp_path, "pid_app", PID_APP)
     port = free_port()
@@ -212,15 +228,7 @@ def test_sighup_replaces_every_worker_without_a_failed_request(tmp_path: Path) -
     write_config(config, port, graceful_timeout=5.0)
     with tricorn(tmp_path, "-c", str(config), env=env) as child:
         child.wait_listening(port)
-        wait_for(lambda: len(children(child.proc.pid)) == 2)
-        before = children(child.proc.pid)
-        with Load(port).running() as load:
-            wait_for(lambda: load.ok > 20)
-            os.kill(child.proc.pid, signal.SIGHUP)
-            wait_for(lambda: "reload done" in child.stderr())
-            wait_for(lambda: not (children(child.proc.pid) & before))
-            served = load.ok
-            wait_for(lambda: load.ok > served + 40)
+        load, before = reload_under_load(child, port)
         after = children(child.proc.pid)
         assert child.terminate() == 0, child.stderr()
     assert load.failures == []
