@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -60,9 +60,22 @@ def tls_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> TLSFi
     return TLSFiles(str(certfile), str(keyfile), str(ca_file), client_context)
 
 
+_http1_parser = ["auto"]  # set by the both_http1_parsers fixture
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def both_http1_parsers(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once with each HTTP/1.1 request reader (``http1_parser``);
+    ``make_config`` uses it."""
+    _http1_parser[0] = request.param
+    yield request.param
+    _http1_parser[0] = "auto"
+
+
 def make_config(**settings: Any) -> Config:
     """Defaults for tests: an ephemeral port on 127.0.0.1, short timeouts."""
     settings.setdefault("bind", ["127.0.0.1:0"])
+    settings.setdefault("http1_parser", _http1_parser[0])
     settings.setdefault("graceful_timeout", 5.0)
     return dataclasses.replace(Config(), **settings)
 

@@ -52,7 +52,9 @@ class Layer:
 
 
 # hpack and hyperframe are h2's parts (HPACK encoding, frames).
-PROTOCOL_LIBRARIES = frozenset({"h11", "h2", "hpack", "hyperframe", "aioquic", "wsproto"})
+PROTOCOL_LIBRARIES = frozenset(
+    {"h11", "httptools", "h2", "hpack", "hyperframe", "aioquic", "wsproto"}
+)
 
 #: Longest matching prefix wins, so ``tricorn.protocol.events`` is stricter
 #: than the rest of ``tricorn.protocol``. ``tricorn`` itself is only the public

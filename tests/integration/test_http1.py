@@ -18,7 +18,7 @@ from ..conftest import TLSFiles, running_server
 from .apps import HELLO, echo, hello, scope_json, sleeps_forever
 from .client import RawClient, address, get
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("both_http1_parsers")]
 
 
 async def test_get_with_httpx() -> None:

@@ -15,7 +15,7 @@ from ..conftest import running_server
 from .apps import HELLO, echo, hello
 from .client import RawClient, get
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("both_http1_parsers")]
 
 
 async def _served(url: str) -> None:

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Sequence
 
 import h11
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,8 @@ NOW = 0.0
 ERROR_STATUSES = {400, 408, 414, 431, 501, 505}
 EVENT_TYPES = (Request, Body, EndBody, StreamClosed, ConnectionClosed)
 HYPOTHESIS = settings(max_examples=200, deadline=None)
+# Every property holds for both request readers (``http1_parser``).
+PARSERS = pytest.mark.parametrize("parser", ["h11", "httptools"])
 
 
 # ------------------------------------------------------------------ helpers
@@ -47,12 +50,14 @@ def feed(adapter: H1Adapter, chunks: Sequence[bytes], *, eof: bool = False) -> l
     return merge_bodies(events)
 
 
-def outcome(chunks: Sequence[bytes], **kwargs: object) -> tuple[list[Event], int | None, bool]:
+def outcome(
+    chunks: Sequence[bytes], *, eof: bool = False, **kwargs: object
+) -> tuple[list[Event], int | None, bool]:
     """What the adapter did with ``chunks``: its events (close reasons, which
     are for logging, left out), the status of its error response if it sent
     one, and whether it reads on."""
     adapter = H1Adapter(H1Settings(**kwargs))  # type: ignore[arg-type]
-    events = feed(adapter, chunks)
+    events = feed(adapter, chunks, eof=eof)
     assert all(isinstance(event, EVENT_TYPES) for event in events), events
     out = adapter.data_to_send()
     normalized = [ConnectionClosed() if isinstance(e, ConnectionClosed) else e for e in events]
@@ -175,34 +180,40 @@ def valid_requests(draw: st.DrawFn) -> bytes:
 # ------------------------------------------------------------------ properties
 
 
+@PARSERS
 @HYPOTHESIS
 @given(st.data(), st.binary(max_size=2048))
-def test_arbitrary_bytes_never_raise(data: st.DataObject, raw: bytes) -> None:
-    adapter = H1Adapter(H1Settings(max_incomplete_size=1024))
+def test_arbitrary_bytes_never_raise(parser: str, data: st.DataObject, raw: bytes) -> None:
+    adapter = H1Adapter(H1Settings(max_incomplete_size=1024, parser=parser))
     events = feed(adapter, data.draw(splits(raw)), eof=data.draw(st.booleans()))
     assert all(isinstance(event, EVENT_TYPES) for event in events)
     adapter.data_to_send()
     assert all(isinstance(e, EVENT_TYPES) for e in adapter.handle_timeout(1e9))
 
 
+@PARSERS
 @HYPOTHESIS
 @given(st.data(), st.binary(max_size=1000))
-def test_arbitrary_bytes_split_invariant(data: st.DataObject, raw: bytes) -> None:
+def test_arbitrary_bytes_split_invariant(parser: str, data: st.DataObject, raw: bytes) -> None:
     chunks = data.draw(splits(raw))
-    assert outcome(chunks, max_incomplete_size=1024) == outcome([raw], max_incomplete_size=1024)
+    assert outcome(chunks, max_incomplete_size=1024, parser=parser) == outcome(
+        [raw], max_incomplete_size=1024, parser=parser
+    )
 
 
+@PARSERS
 @HYPOTHESIS
 @given(st.data(), hostile_heads())
-def test_hostile_heads_split_invariant(data: st.DataObject, raw: bytes) -> None:
+def test_hostile_heads_split_invariant(parser: str, data: st.DataObject, raw: bytes) -> None:
     chunks = data.draw(splits(raw))
-    assert outcome(chunks) == outcome([raw])
+    assert outcome(chunks, parser=parser) == outcome([raw], parser=parser)
 
 
+@PARSERS
 @HYPOTHESIS
 @given(hostile_heads())
-def test_every_head_is_a_request_or_an_error(raw: bytes) -> None:
-    adapter = H1Adapter(H1Settings())
+def test_every_head_is_a_request_or_an_error(parser: str, raw: bytes) -> None:
+    adapter = H1Adapter(H1Settings(parser=parser))
     events = feed(adapter, [raw])
     if not events:  # a mutation broke the blank line that ends the head
         assert adapter.wants_read
@@ -220,12 +231,13 @@ def test_every_head_is_a_request_or_an_error(raw: bytes) -> None:
     assert not adapter.wants_read
 
 
+@PARSERS
 @HYPOTHESIS
 @given(st.data(), valid_requests())
-def test_valid_requests_split_invariant(data: st.DataObject, raw: bytes) -> None:
+def test_valid_requests_split_invariant(parser: str, data: st.DataObject, raw: bytes) -> None:
     chunks = data.draw(splits(raw))
-    events, status, _ = outcome(chunks)
-    assert (events, status) == outcome([raw])[:2]
+    events, status, _ = outcome(chunks, parser=parser)
+    assert (events, status) == outcome([raw], parser=parser)[:2]
     assert status is None
     assert isinstance(events[0], Request)
     assert events[0].stream_id == 1
@@ -233,14 +245,15 @@ def test_valid_requests_split_invariant(data: st.DataObject, raw: bytes) -> None
     assert not any(isinstance(event, (StreamClosed, ConnectionClosed)) for event in events)
 
 
+@PARSERS
 @settings(max_examples=50, deadline=None)
 @given(
     st.integers(256, 16 * 1024),
     st.integers(64, 8192),
     st.sampled_from(["request-line", "headers"]),
 )
-def test_unterminated_head_is_bounded(max_size: int, chunk: int, kind: str) -> None:
-    adapter = H1Adapter(H1Settings(max_incomplete_size=max_size))
+def test_unterminated_head_is_bounded(parser: str, max_size: int, chunk: int, kind: str) -> None:
+    adapter = H1Adapter(H1Settings(max_incomplete_size=max_size, parser=parser))
     if kind == "request-line":
         stream = b"GET /" + b"a" * (1 << 20)
         expected = 414
@@ -259,3 +272,38 @@ def test_unterminated_head_is_bounded(max_size: int, chunk: int, kind: str) -> N
     assert error_status(adapter.data_to_send()) == expected
     assert not adapter.wants_read
     assert adapter.receive_data(stream[fed : fed + chunk], NOW) == []
+
+
+# ------------------------------------------------------------------ httptools answers as h11 does
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data(), hostile_heads(), st.booleans())
+def test_httptools_reader_answers_hostile_heads_as_h11(
+    data: st.DataObject, raw: bytes, eof: bool
+) -> None:
+    """llhttp reads the requests it and h11 both find well formed; for any
+    other input h11 decides. Either way the outcome is exactly h11's."""
+    chunks = data.draw(splits(raw))
+    assert outcome(chunks, eof=eof, parser="httptools") == outcome(chunks, eof=eof, parser="h11")
+
+
+@HYPOTHESIS
+@given(st.data(), valid_requests(), st.booleans())
+def test_httptools_reader_answers_pipelines_as_h11(
+    data: st.DataObject, raw: bytes, eof: bool
+) -> None:
+    chunks = data.draw(splits(raw))
+    cut = data.draw(st.integers(0, len(raw)))  # a peer that closes mid-request, too
+    for sent in (chunks, [raw[:cut]]):
+        assert outcome(sent, eof=eof, parser="httptools") == outcome(sent, eof=eof, parser="h11")
+
+
+@HYPOTHESIS
+@given(st.data(), st.binary(max_size=600), st.booleans())
+def test_httptools_reader_answers_arbitrary_bytes_as_h11(
+    data: st.DataObject, raw: bytes, eof: bool
+) -> None:
+    chunks = data.draw(splits(raw))
+    fast = outcome(chunks, eof=eof, max_incomplete_size=256, parser="httptools")
+    assert fast == outcome(chunks, eof=eof, max_incomplete_size=256, parser="h11")

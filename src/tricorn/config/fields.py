@@ -729,6 +729,15 @@ TRICORN_FIELDS: tuple[Field, ...] = (
         flags=("--reload-exclude",),
         tricorn=True,
     ),
+    _own(
+        "http1_parser",
+        kinds.choice(("auto", "h11", "httptools")),
+        "auto",
+        "What reads HTTP/1.1 requests: h11, or httptools (llhttp, from the extra"
+        " tricorn[httptools]) for well-formed heads and Content-Length bodies with h11"
+        " judging everything else (chunked bodies, anything llhttp refuses); auto: httptools"
+        " when installed.",
+    ),
 )
 
 FIELDS: tuple[Field, ...] = HYPERCORN_FIELDS + TRICORN_FIELDS

@@ -127,6 +127,7 @@ class Config:
     reload_dirs: tuple[str, ...] = _default("reload_dirs")
     reload_includes: tuple[str, ...] = _default("reload_includes")
     reload_excludes: tuple[str, ...] = _default("reload_excludes")
+    http1_parser: Literal["auto", "h11", "httptools"] = _default("http1_parser")
 
     def __post_init__(self) -> None:
         for field in FIELDS:

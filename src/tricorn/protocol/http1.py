@@ -46,6 +46,7 @@ from http import HTTPStatus
 import h11
 
 from ..errors import AppProtocolError
+from ._h1_fast import FastReader, ParsedHead
 from .events import (
     Body,
     BodyConsumed,
@@ -179,6 +180,7 @@ class H1Settings:
     h2c: bool = False  # cleartext: recognise the HTTP/2 preface and Upgrade: h2c
     h2c_max_upgrade_body: int = 1024 * 1024  # larger bodies are served over HTTP/1.1
     websocket: WSSettings = WSSettings()  # noqa: RUF009 - frozen: one shared default
+    parser: str = "h11"  # or "httptools": llhttp reads the common requests (see _h1_fast)
 
 
 class _Reject(Exception):
@@ -232,7 +234,9 @@ class H1Adapter:
         self._ws_pending = b""  # bytes that followed the upgrade request
         self._ws_events: list[Event] = []  # for next_events: a close decided at accept
 
-    def _new_parser(self) -> h11.Connection:
+    def _new_parser(self) -> h11.Connection | FastReader:
+        if self.settings.parser == "httptools":
+            return FastReader(self.settings.max_incomplete_size)
         return h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_size
         )
@@ -334,7 +338,7 @@ class H1Adapter:
             head = b"" if self._in_request else conn.trailing_data[0]
             try:
                 event = conn.next_event()
-                if type(event) is h11.Request:
+                if type(event) is ParsedHead or type(event) is h11.Request:
                     request = self._on_request(event, head, now)
                     if self._sniff is None and self.settings.h2c and self._requests == 1:
                         settings = _h2c_upgrade(request)
@@ -378,17 +382,26 @@ class H1Adapter:
             else:  # h11.ConnectionClosed: the peer is gone
                 return events + self._peer_gone("connection closed by the peer")
 
-    def _on_request(self, event: h11.Request, head: bytes, now: float) -> Request:
+    def _on_request(self, event: h11.Request | ParsedHead, head: bytes, now: float) -> Request:
         if len(head) > self.settings.max_incomplete_size:
             _check_head_size(head, self.settings.max_incomplete_size)
         version = event.http_version
         if version != b"1.1" and version != b"1.0":
             raise _Reject(505, "HTTP version not supported")
-        items = getattr(event.headers, "_full_items", None)  # h11 internals: a fast path
-        if items is not None:
-            headers: Headers = [(name, value) for _, name, value in items]
-        else:  # pragma: no cover - another h11
-            headers = list(event.headers)
+        raw_headers: Headers | None = None
+        if type(event) is ParsedHead:
+            headers: Headers = event.headers
+            if self.settings.pass_raw_headers:
+                raw_headers = event.raw
+        else:
+            assert isinstance(event, h11.Request)
+            items = getattr(event.headers, "_full_items", None)  # h11 internals: a fast path
+            if items is not None:
+                headers = [(name, value) for _, name, value in items]
+            else:  # pragma: no cover - another h11
+                headers = list(event.headers)
+            if self.settings.pass_raw_headers:
+                raw_headers = list(event.headers.raw_items())
         framing = 0
         expect_trailers = False
         keep_alive = version == b"1.1"
@@ -442,7 +455,7 @@ class H1Adapter:
             http_version="1.1" if version == b"1.1" else "1.0",
             expect_continue=self._expect_100,
             trailers_accepted=expect_trailers,
-            raw_headers=list(event.headers.raw_items()) if self.settings.pass_raw_headers else None,
+            raw_headers=raw_headers,
             protocol=protocol,
         )
 

@@ -31,6 +31,7 @@ from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger, StatsdClient, StatsdLogHandler
 from ..metrics import MetricsApp, MetricsRecorder, MetricsRegistry, metrics_config
 from ..middleware.proxy_headers import TrustedProxies
+from ..protocol._h1_fast import AVAILABLE as FAST_H1_AVAILABLE
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
 from ..protocol.http2 import H2Settings
@@ -63,9 +64,27 @@ def h1_settings(config: Config) -> H1Settings:
         keep_alive_max_requests=config.keep_alive_max_requests,
         max_queued_body=config.max_app_queue_size,
         pass_raw_headers=config.h11_pass_raw_headers,
+        parser=http1_parser(config.http1_parser),
         h2c_max_upgrade_body=config.h2_initial_window_size,
         websocket=ws_settings(config),
     )
+
+
+def http1_parser(choice: str) -> str:
+    """The HTTP/1.1 request reader for ``http1_parser``: ``auto`` takes
+    httptools when it is installed.
+
+    :raises ConfigError: ``httptools`` asked for and not installed.
+    """
+    if choice == "auto":
+        return "httptools" if FAST_H1_AVAILABLE else "h11"
+    if choice == "httptools" and not FAST_H1_AVAILABLE:
+        raise ConfigError(
+            "http1_parser",
+            choice,
+            "'auto' or 'h11' (httptools is not installed: pip install 'tricorn[httptools]')",
+        )
+    return choice
 
 
 def ws_settings(config: Config) -> WSSettings:

@@ -97,6 +97,7 @@ TRICORN_KEYS = [
     "reload_dirs",
     "reload_includes",
     "reload_excludes",
+    "http1_parser",
 ]
 
 

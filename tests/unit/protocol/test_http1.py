@@ -5,7 +5,7 @@ whole, byte by byte, and followed by the bytes of a next request."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import h11
@@ -86,7 +86,20 @@ def reads(a: H1Adapter) -> bool:
     return a.wants_read
 
 
+PARSERS = ("h11", "httptools")
+_parser = ["h11"]  # the request reader of the running test
+
+
+@pytest.fixture(autouse=True, params=PARSERS)
+def http1_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with both request readers (``http1_parser``)."""
+    _parser[0] = request.param
+    yield request.param
+    _parser[0] = "h11"
+
+
 def adapter(**settings: object) -> H1Adapter:
+    settings.setdefault("parser", _parser[0])
     return H1Adapter(H1Settings(**settings))  # type: ignore[arg-type]
 
 

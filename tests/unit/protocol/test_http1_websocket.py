@@ -29,10 +29,11 @@ from tricorn.protocol.events import (
     WebSocketClose,
     WebSocketMessage,
 )
-from tricorn.protocol.http1 import H1Adapter, H1Settings
+from tricorn.protocol.http1 import H1Adapter
 from tricorn.protocol.websocket import WSSettings
 
-from .test_http1 import NEXT, NOW, parse_one, reads
+from .test_http1 import NEXT, NOW, http1_parser, parse_one, reads  # noqa: F401 - autouse fixture
+from .test_http1 import adapter as h1_adapter
 
 # The example of RFC 6455 §1.3.
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -67,7 +68,7 @@ def upgrade(
 
 
 def make_adapter(**settings: object) -> H1Adapter:
-    return H1Adapter(H1Settings(**settings))  # type: ignore[arg-type]
+    return h1_adapter(**settings)
 
 
 def is_idle(a: H1Adapter) -> bool:
