@@ -9,6 +9,7 @@ the server as its ``io``, so the layers below never name a backend.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import socket
@@ -51,7 +52,33 @@ def run(fn: Callable[..., Awaitable[T]], *args: Any, worker_class: str) -> T:
     :raises StartupFailure: the backend's library is not installed.
     """
     backend, options = _options(worker_class)
+    _tune_gc()
     return anyio.run(fn, *args, backend=backend, backend_options=options)
+
+
+_GC_YOUNG = 10_000  # container objects allocated between young collections (CPython: 700)
+
+
+def _tune_gc() -> None:
+    """Make the cyclic garbage collector cheaper for a long-running server.
+
+    Requests in flight hold a few thousand young objects (coroutines,
+    events, headers) that live a little longer than CPython's 700
+    allocations between young collections, so every collection traversed
+    them again: about a seventh of the CPU time of a small HTTP/2 request.
+    Collecting every 10,000 allocations lets most die by reference count
+    first; the garbage cycles a server makes (exceptions) wait a little
+    longer. ``gc.freeze()`` moves what startup created (modules, the app)
+    out of the full collections, and keeps it shared after a fork. A
+    process that turned the collector off, or raised the threshold
+    itself, is left alone.
+    """
+    if not gc.isenabled():
+        return
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    if young < _GC_YOUNG:
+        gc.set_threshold(_GC_YOUNG, *older)
 
 
 async def sendfile(stream: ByteStream, file: IO[bytes], offset: int, count: int) -> int | None:

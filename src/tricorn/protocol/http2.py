@@ -50,7 +50,7 @@ HPACK; this module decides everything h2 leaves to its user:
 from __future__ import annotations
 
 import base64
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,8 @@ ENHANCE_YOUR_CALM = 0xB
 
 _PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
+_CLOSED_STREAMS = h2.connection.H2Connection.MAX_CLOSED_STREAMS
+_ordered_set = OrderedDict.__setitem__
 _OPEN = h2.stream.StreamState.OPEN
 _HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
 _ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
@@ -340,7 +342,10 @@ class _Connection(h2.connection.H2Connection):
         stream = self.streams.get(stream_id)
         if stream is not None and stream.closed:
             del self.streams[stream_id]
-            self._closed_streams[stream_id] = stream.closed_by
+            closed = self._closed_streams  # h2's SizeLimitDict, without its per-item check
+            _ordered_set(closed, stream_id, stream.closed_by)
+            if len(closed) > _CLOSED_STREAMS:
+                closed._check_size_limit()
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
