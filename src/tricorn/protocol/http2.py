@@ -200,7 +200,7 @@ class _Connection(h2.connection.H2Connection):
                 frames, events = self._receive_headers_frame(frame)
                 self._prepare_for_sending(frames)
             else:
-                events = super()._receive_frame(frame)
+                events = super()._receive_frame(frame)  # type: ignore[arg-type]
         except h2.exceptions.ProtocolError as exc:
             # h2 wraps HPACK errors in a plain ProtocolError; an oversized
             # header list (an HPACK bomb) is a DenialOfServiceError instead.
@@ -216,7 +216,9 @@ class _Connection(h2.connection.H2Connection):
         state changes of h2's ``_receive_headers_frame`` and
         ``H2Stream.receive_headers``, made directly, and one event."""
         self.open_inbound_streams  # noqa: B018 -- it prunes closed streams
-        headers = h2.connection._decode_headers(self.decoder, frame.block)
+        headers: list[tuple[bytes, bytes]] = h2.connection._decode_headers(  # type: ignore[assignment]
+            self.decoder, frame.block
+        )  # (CachingDecoder: a list of plain tuples)
         stream_id = frame.stream_id
         # h2's _begin_new_stream, for an id the caller checked (odd, new).
         stream = h2.stream.H2Stream(
@@ -281,7 +283,7 @@ class _Connection(h2.connection.H2Connection):
         parts.append(_frame_head(len(block), 0x1, flags, stream_id))
         parts.append(block)
 
-    def send_data(
+    def frame_data(
         self, stream_id: int, data: bytes, start: int, size: int, end_stream: bool
     ) -> None:
         """``data[start:start + size]`` as DATA frames of at most the peer's
@@ -345,7 +347,7 @@ class _Connection(h2.connection.H2Connection):
             closed = self._closed_streams  # h2's SizeLimitDict, without its per-item check
             _ordered_set(closed, stream_id, stream.closed_by)
             if len(closed) > _CLOSED_STREAMS:
-                closed._check_size_limit()
+                closed._check_size_limit()  # type: ignore[attr-defined]
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
@@ -418,7 +420,9 @@ class _NewRequest:
 
     __slots__ = ("end_stream", "headers", "stream_id")
 
-    def __init__(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+    def __init__(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
         self.stream_id = stream_id
         self.headers = headers
         self.end_stream = end_stream
@@ -815,7 +819,7 @@ class H2Adapter(StreamWebSockets):
                 pending.popleft()
                 stream.offset = 0
             end = not pending and stream.want_end and stream.trailers is None
-            conn.send_data(stream_id, chunk, offset, size, end)
+            conn.frame_data(stream_id, chunk, offset, size, end)
             if end:
                 self._finish_out(stream_id, stream)
                 return False
@@ -825,7 +829,7 @@ class H2Adapter(StreamWebSockets):
             if stream.trailers is not None:
                 conn.send_headers(stream_id, stream.trailers, True)
             else:
-                conn.send_data(stream_id, b"", 0, 0, True)
+                conn.frame_data(stream_id, b"", 0, 0, True)
             self._finish_out(stream_id, stream)
             return False
         del self._sending[stream_id]
