@@ -84,6 +84,21 @@ def trailer_fields(headers: Headers) -> Headers:
     return trailers
 
 
+# Request fields already validated, for the clients that repeat them
+# (bounded: past _MEMORY entries a set starts over). _PLAIN_FIELDS holds
+# regular fields whose names parse_request does not look at.
+_MEMORY = 4096
+_PLAIN_FIELDS: set[tuple[bytes, bytes]] = set()
+_GOOD_PSEUDO: set[tuple[bytes, bytes]] = set()
+_NOTED = frozenset((b"te", b"cookie", b"host", b"content-length", b"priority"))
+
+
+def _remember(memory: set[tuple[bytes, bytes]], field: tuple[bytes, bytes]) -> None:
+    if len(memory) >= _MEMORY:
+        memory.clear()
+    memory.add(field)
+
+
 class Parsed(NamedTuple):
     method: bytes
     scheme: str
@@ -109,7 +124,13 @@ def parse_request(raw: list[tuple[bytes, bytes]]) -> Parsed | str:
     urgency, incremental = 3, False
     te = False
     protocol: bytes | None = None
-    for name, value in raw:
+    plain = _PLAIN_FIELDS
+    for field in raw:
+        if field in plain:  # a regular field seen before: valid, nothing to note
+            regular = True
+            headers.append(field)
+            continue
+        name, value = field
         if name[:1] == b":":
             if regular:
                 return "pseudo-header after a regular field"
@@ -135,8 +156,10 @@ def parse_request(raw: list[tuple[bytes, bytes]]) -> Parsed | str:
                 protocol = value
             else:
                 return f"pseudo-header {name!r} not allowed in requests"
-            if VALUE_BAD.search(value):
-                return f"invalid {name!r}"
+            if field not in _GOOD_PSEUDO:
+                if VALUE_BAD.search(value):
+                    return f"invalid {name!r}"
+                _remember(_GOOD_PSEUDO, field)
             continue
         regular = True
         if NAME.fullmatch(name) is None:
@@ -145,7 +168,9 @@ def parse_request(raw: list[tuple[bytes, bytes]]) -> Parsed | str:
             return f"invalid value for {name!r}"
         if name in CONNECTION_SPECIFIC:
             return f"connection-specific field {name!r}"
-        if name == b"te":
+        if name not in _NOTED:
+            _remember(plain, field)
+        elif name == b"te":
             if value.lower() != b"trailers":
                 return "TE other than trailers"
             te = True

@@ -113,15 +113,17 @@ class CachingDecoder:
             setattr(self._decoder, name, value)
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
+        """The fields, as plain ``(name, value)`` tuples (hpack's are a
+        subclass)."""
         data = bytes(data)
         memory = self._memory
         if _NOT_INDEXED.search(data) is None:
             headers = memory.get(data)
             if headers is None:
-                headers = self._decoder.decode(data, raw=raw)
+                headers = [(name, value) for name, value in self._decoder.decode(data, raw=raw)]
                 if len(memory) >= 64:
                     memory.clear()
                 memory[data] = headers
             return list(headers)
         memory.clear()
-        return self._decoder.decode(data, raw=raw)
+        return [(name, value) for name, value in self._decoder.decode(data, raw=raw)]

@@ -50,7 +50,7 @@ HPACK; this module decides everything h2 leaves to its user:
 from __future__ import annotations
 
 import base64
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,11 @@ REFUSED_STREAM = 0x7
 ENHANCE_YOUR_CALM = 0xB
 
 _PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
+_SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
+_CLOSED_STREAMS = h2.connection.H2Connection.MAX_CLOSED_STREAMS
+_ordered_set = OrderedDict.__setitem__
+_OPEN = h2.stream.StreamState.OPEN
+_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
 _ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
 _PRUNE_AT = 32  # h2 drops closed streams when a connection holds more than this
 _SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
@@ -168,13 +173,26 @@ class _Connection(h2.connection.H2Connection):
     §4.3), not the PROTOCOL_ERROR h2 makes of it."""
 
     dropped_frames = 0
+    inbound_window_size = 65535  # the local INITIAL_WINDOW_SIZE (set by the adapter)
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.incoming_buffer = _FrameBuffer(server=True)
+        # Frames framed here, joined once by data_to_send (DATA payloads are
+        # not copied into h2's buffer first); h2's own frames queued before
+        # them are moved in ahead of them (_queue), so the order holds.
+        self._parts: list[bytes | memoryview] = []
 
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+    def _receive_frame(self, frame: Frame | _RequestHeaders) -> list[Any]:
         try:
+            if type(frame) is _RequestHeaders:
+                if (
+                    frame.stream_id > self.highest_inbound_stream_id
+                    and frame.stream_id & 1
+                    and self.state_machine.state is _SERVER_OPEN
+                ):
+                    return self._receive_request(frame)
+                frame = frame.frame()  # trailers, or an error h2 reports
             if type(frame) is HeadersFrame and frame.stream_id > self.highest_inbound_stream_id:
                 # A new request (nothing for h2's closed-stream handling to
                 # do): its handler directly, skipping the eager repr() of
@@ -182,7 +200,7 @@ class _Connection(h2.connection.H2Connection):
                 frames, events = self._receive_headers_frame(frame)
                 self._prepare_for_sending(frames)
             else:
-                events = super()._receive_frame(frame)
+                events = super()._receive_frame(frame)  # type: ignore[arg-type]
         except h2.exceptions.ProtocolError as exc:
             # h2 wraps HPACK errors in a plain ProtocolError; an oversized
             # header list (an HPACK bomb) is a DenialOfServiceError instead.
@@ -193,41 +211,143 @@ class _Connection(h2.connection.H2Connection):
             self.dropped_frames += 1
         return events
 
+    def _receive_request(self, frame: _RequestHeaders) -> list[Any]:
+        """A new request's HEADERS (one frame, no padding or priority): the
+        state changes of h2's ``_receive_headers_frame`` and
+        ``H2Stream.receive_headers``, made directly, and one event."""
+        self.open_inbound_streams  # noqa: B018 -- it prunes closed streams
+        headers: list[tuple[bytes, bytes]] = h2.connection._decode_headers(  # type: ignore[assignment]
+            self.decoder, frame.block
+        )  # (CachingDecoder: a list of plain tuples)
+        stream_id = frame.stream_id
+        # h2's _begin_new_stream, for an id the caller checked (odd, new).
+        stream = h2.stream.H2Stream(
+            stream_id,
+            config=self.config,
+            inbound_window_size=self.inbound_window_size,
+            outbound_window_size=self.remote_settings.initial_window_size,
+        )
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        stream._initialize_content_length = _ignore  # type: ignore[method-assign,assignment]
+        stream._track_content_length = _ignore  # type: ignore[method-assign,assignment]
+        self.streams[stream_id] = stream
+        self.highest_inbound_stream_id = stream_id
+        machine = stream.state_machine
+        for name, value in headers:
+            if name[:1] != b":":
+                break
+            if name == b":status" and value[:1] == b"1":
+                # An informational response from a client: what h2 makes of it.
+                machine.state = h2.stream.StreamState.CLOSED
+                raise h2.exceptions.ProtocolError("informational headers from a client")
+        machine.client = False
+        machine.headers_received = True
+        if frame.end_stream:
+            machine.state = h2.stream.StreamState.HALF_CLOSED_REMOTE
+        else:
+            machine.state = h2.stream.StreamState.OPEN
+        return [_NewRequest(stream_id, headers, frame.end_stream)]
+
     @property
     def open_inbound_streams(self) -> int:
         if len(self.streams) > _PRUNE_AT:
             super().open_inbound_streams  # noqa: B018 -- it prunes closed streams
         return 0
 
-    # The two sends of every response, without h2's frame objects, header
+    # The sends of every response, without h2's frame objects, header
     # re-encoding and per-frame checks (the adapter has done them): the same
-    # state-machine inputs, windows and bytes as h2's send_headers and
-    # send_data, at about a third of the cost.
+    # state changes, windows and bytes as h2's send_headers, send_data and
+    # end_stream. The state-machine inputs that change nothing in the usual
+    # states (a response on an open stream) are skipped; any other state
+    # goes through h2's state machines, which raise as h2 would.
 
     def send_response_headers(self, stream_id: int, block: bytes, end_stream: bool) -> None:
         """HEADERS carrying an HPACK ``block`` that fits in one frame."""
-        stream = self._get_stream_by_id(stream_id)
-        self.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
-        stream.state_machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+        stream = self.streams.get(stream_id) or self._get_stream_by_id(stream_id)
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+        machine = stream.state_machine
+        state = machine.state
+        if (state is _HALF_CLOSED_REMOTE or state is _OPEN) and machine.client is False:
+            if machine.headers_sent:
+                machine.trailers_sent = True
+            else:
+                machine.headers_sent = True
+        else:
+            machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
         flags = 0x4  # END_HEADERS
         if end_stream:
-            stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+            _send_end(machine)
             flags |= 0x1
-        self._data_to_send += _frame_head(len(block), 0x1, flags, stream_id) + block
+        parts = self._queue()
+        parts.append(_frame_head(len(block), 0x1, flags, stream_id))
+        parts.append(block)
 
-    def send_chunk(self, stream_id: int, chunk: bytes | memoryview, end_stream: bool) -> None:
-        """DATA within the windows and the peer's frame size."""
-        stream = self._get_stream_by_id(stream_id)
-        self.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
-        stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+    def frame_data(
+        self, stream_id: int, data: bytes, start: int, size: int, end_stream: bool
+    ) -> None:
+        """``data[start:start + size]`` as DATA frames of at most the peer's
+        frame size; ``size`` is within the windows. ``size`` 0 with
+        ``end_stream``: an empty DATA frame that ends the stream."""
+        stream = self.streams.get(stream_id) or self._get_stream_by_id(stream_id)
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+        machine = stream.state_machine
+        state = machine.state
+        if state is not _HALF_CLOSED_REMOTE and state is not _OPEN:
+            machine.process_input(h2.stream.StreamInputs.SEND_DATA)
         if end_stream:
-            stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-        size = len(chunk)
+            _send_end(machine)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
-        out = self._data_to_send
-        out += _frame_head(size, 0x0, 0x1 if end_stream else 0, stream_id)
-        out += chunk
+        parts = self._queue()
+        frame_size = self.max_outbound_frame_size
+        if size <= frame_size and (start == 0 and size == len(data)):
+            parts.append(_frame_head(size, 0x0, 0x1 if end_stream else 0, stream_id))
+            parts.append(data)
+            return
+        view = memoryview(data)  # the frames' payloads: no copy
+        stop = start + size
+        while start < stop:
+            n = min(frame_size, stop - start)
+            last = start + n == stop
+            parts.append(_frame_head(n, 0x0, 0x1 if last and end_stream else 0, stream_id))
+            parts.append(view[start : start + n])
+            start += n
+
+    def _queue(self) -> list[bytes | memoryview]:
+        """Where frames framed here go: behind what h2 queued so far."""
+        if self._data_to_send:
+            self._parts.append(bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        return self._parts
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        parts = self._parts
+        if not parts:
+            return super().data_to_send(amount)
+        self._queue()
+        data = b"".join(parts)
+        parts.clear()
+        if amount is None:
+            return data
+        self._data_to_send = bytearray(data)
+        return super().data_to_send(amount)
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._parts.clear()
+        super().clear_outbound_data_buffer()
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Drop a closed stream now, as h2 would on its next count of open
+        streams (which then has fewer to look at)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            closed = self._closed_streams  # h2's SizeLimitDict, without its per-item check
+            _ordered_set(closed, stream_id, stream.closed_by)
+            if len(closed) > _CLOSED_STREAMS:
+                closed._check_size_limit()  # type: ignore[attr-defined]
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
@@ -240,11 +360,12 @@ class _Connection(h2.connection.H2Connection):
         # queued; RFC 9113 §6.8 lets the streams in flight finish (the
         # adapter refuses new ones and closes once they are done).
         state = self.state_machine.state
-        queued = self._data_to_send
+        queued, parts = self._data_to_send, self._parts[:]
         result = super()._receive_goaway_frame(frame)
-        if state is h2.connection.ConnectionState.SERVER_OPEN:
+        if state is _SERVER_OPEN:
             self.state_machine.state = state
             self._data_to_send = queued
+            self._parts[:] = parts
         return result
 
 
@@ -252,17 +373,59 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
     """h2's frame parser, except that a SETTINGS ack with a payload is a
     FRAME_SIZE_ERROR (RFC 9113 §6.5), not a PROTOCOL_ERROR."""
 
-    def __next__(self) -> Frame:
-        head = self._data[:9]
-        if (
-            len(head) == 9
-            and head[3] == 0x4  # SETTINGS
-            and head[4] & 0x1  # ACK
-            and head[:3] != b"\0\0\0"
-            and not self._headers_buffer
-        ):
+    def __next__(self) -> Frame | _RequestHeaders:  # type: ignore[override]
+        data = self._data
+        if len(data) < 9:
+            raise StopIteration
+        kind = data[3]
+        if kind == 0x1 and data[4] & 0x2C == 0x4 and not self._headers_buffer:
+            # HEADERS with END_HEADERS, without PADDED and PRIORITY: every
+            # request of most clients. Not made a hyperframe frame.
+            length = data[0] << 16 | data[1] << 8 | data[2]
+            stream_id = (data[5] & 0x7F) << 24 | data[6] << 16 | data[7] << 8 | data[8]
+            if length <= self.max_frame_size and stream_id:
+                end = 9 + length
+                if len(data) < end:
+                    raise StopIteration
+                frame = _RequestHeaders(stream_id, bytes(data[9:end]), bool(data[4] & 0x1))
+                del data[:end]
+                return frame
+        elif kind == 0x4 and data[4] & 0x1 and data[:3] != b"\0\0\0" and not self._headers_buffer:
             raise h2.exceptions.FrameTooLargeError("SETTINGS ack with a payload")
         return super().__next__()
+
+
+class _RequestHeaders:
+    """A HEADERS frame as :class:`_FrameBuffer` leaves it (see there)."""
+
+    __slots__ = ("block", "end_stream", "stream_id")
+
+    def __init__(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.block = block
+        self.end_stream = end_stream
+
+    def frame(self) -> HeadersFrame:
+        """The hyperframe frame, for h2's own handling."""
+        frame = HeadersFrame(self.stream_id, self.block)
+        frame.flags.add("END_HEADERS")
+        if self.end_stream:
+            frame.flags.add("END_STREAM")
+        return frame
+
+
+class _NewRequest:
+    """What :meth:`_Connection._receive_request` reports (for h2's
+    ``RequestReceived`` and ``StreamEnded``)."""
+
+    __slots__ = ("end_stream", "headers", "stream_id")
+
+    def __init__(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        self.stream_id = stream_id
+        self.headers = headers
+        self.end_stream = end_stream
 
 
 class _CompressionError(h2.exceptions.ProtocolError):
@@ -273,6 +436,18 @@ class _CompressionError(h2.exceptions.ProtocolError):
 
 def _ignore(*args: object) -> None:
     return None
+
+
+def _send_end(machine: h2.stream.H2StreamStateMachine) -> None:
+    """h2's SEND_END_STREAM input, directly in the usual states."""
+    state = machine.state
+    if state is _HALF_CLOSED_REMOTE:
+        machine.state = h2.stream.StreamState.CLOSED
+        machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_END_STREAM
+    elif state is _OPEN:
+        machine.state = h2.stream.StreamState.HALF_CLOSED_LOCAL
+    else:
+        machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
 
 
 def _frame_head(length: int, kind: int, flags: int, stream_id: int) -> bytes:
@@ -376,6 +551,7 @@ class H2Adapter(StreamWebSockets):
         # Settings built with initial values count as acknowledged already,
         # so h2 never applies them to its frame parser and HPACK decoder.
         conn.max_inbound_frame_size = settings.max_inbound_frame_size
+        conn.inbound_window_size = settings.initial_window_size
         conn.decoder.max_header_list_size = settings.max_header_list_size
         conn.encoder = _ENCODER  # type: ignore[assignment]
         conn.decoder = CachingDecoder(conn.decoder)  # type: ignore[assignment]
@@ -631,19 +807,19 @@ class H2Adapter(StreamWebSockets):
             window = conn.local_flow_control_window(stream_id)
             if window <= 0:
                 return sent
-            chunk: bytes | memoryview = pending[0]
+            if stream.incremental:
+                window = min(window, conn.max_outbound_frame_size)  # a frame per turn
+            chunk = pending[0]
             offset = stream.offset
-            size = min(window, conn.max_outbound_frame_size)
-            if len(chunk) - offset > size:
-                stream.offset = offset + size
-                chunk = memoryview(chunk)[offset : offset + size]  # no copy
+            size = len(chunk) - offset
+            if size > window:
+                stream.offset = offset + window
+                size = window
             else:
                 pending.popleft()
                 stream.offset = 0
-                if offset:
-                    chunk = memoryview(chunk)[offset:]
             end = not pending and stream.want_end and stream.trailers is None
-            conn.send_chunk(stream_id, chunk, end)
+            conn.frame_data(stream_id, chunk, offset, size, end)
             if end:
                 self._finish_out(stream_id, stream)
                 return False
@@ -653,7 +829,7 @@ class H2Adapter(StreamWebSockets):
             if stream.trailers is not None:
                 conn.send_headers(stream_id, stream.trailers, True)
             else:
-                conn.end_stream(stream_id)
+                conn.frame_data(stream_id, b"", 0, 0, True)
             self._finish_out(stream_id, stream)
             return False
         del self._sending[stream_id]
@@ -683,6 +859,7 @@ class H2Adapter(StreamWebSockets):
             # The stream is closed for h2: this credits the connection only.
             self._conn.acknowledge_received_data(stream.credit, stream_id)
             stream.credit = 0
+        self._conn.forget_stream(stream_id)
         if stream.waiting:
             stream.waiting = False
             self._events.append(Writable(stream_id))
@@ -758,13 +935,17 @@ class H2Adapter(StreamWebSockets):
 
     # ------------------------------------------------------------ inbound
 
-    def _dispatch(self, event: h2.events.Event, events: list[Event], now: float) -> None:
+    def _dispatch(self, event: Any, events: list[Event], now: float) -> None:
         if self._close_reported:
             return  # a connection error earlier in this batch
         kind = type(event)
-        if kind is h2.events.RequestReceived:
+        if kind is _NewRequest:
+            assert isinstance(event, _NewRequest)
+            self._on_request(event.stream_id, event.headers, event.end_stream, events)
+        elif kind is h2.events.RequestReceived:
             assert isinstance(event, h2.events.RequestReceived)
-            self._on_request(event, events)
+            ended = event.stream_ended is not None
+            self._on_request(event.stream_id, event.headers or [], ended, events)
         elif kind is h2.events.DataReceived:
             assert isinstance(event, h2.events.DataReceived)
             self._on_data(event, events)
@@ -802,8 +983,9 @@ class H2Adapter(StreamWebSockets):
         elif kind in _COUNTED:
             self._flood_count += 1
 
-    def _on_request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
-        stream_id = event.stream_id
+    def _on_request(
+        self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
+    ) -> None:
         self._idle_since = None
         if self._goaway_last is not None and stream_id > self._goaway_last:
             self._refuse(stream_id, REFUSED_STREAM)
@@ -811,7 +993,7 @@ class H2Adapter(StreamWebSockets):
         if len(self._streams) >= self.settings.max_concurrent_streams:
             self._refuse(stream_id, REFUSED_STREAM)
             return
-        parsed = parse_request(event.headers or [])
+        parsed = parse_request(raw)
         if isinstance(parsed, str):
             self._refuse(stream_id, PROTOCOL_ERROR)
             return
@@ -841,7 +1023,7 @@ class H2Adapter(StreamWebSockets):
         )
         if self._requests >= self.settings.keep_alive_max_requests and self._goaway_last is None:
             self._send_goaway(NO_ERROR)
-        if event.stream_ended is not None:
+        if ended:
             self._on_end(stream_id, events)
 
     def _on_data(self, event: h2.events.DataReceived, events: list[Event]) -> None:

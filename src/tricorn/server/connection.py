@@ -134,6 +134,7 @@ class Connection:
         # The running backend's Event class: anyio.Event() looks the backend
         # up on every call, which costs more than the event on hot paths.
         self.new_event: Callable[[], anyio.Event] = type(self._poke)
+        self._scope_type: Callable[[], anyio.CancelScope] | None = None  # (see new_scope)
         self._deadline: float | None = None  # the adapter's, as last asked
         self._timer_at = math.inf  # when the control task wakes up on its own
         keep_alive = ctx.config.keep_alive_timeout
@@ -195,6 +196,15 @@ class Connection:
             self._closed = True
             self.ctx.discard(self)
             await self._close()
+
+    def new_scope(self) -> anyio.CancelScope:
+        """A cancel scope: the running backend's class, called directly
+        (``anyio.CancelScope()`` looks the backend up on every call)."""
+        if self._scope_type is None:
+            scope = anyio.CancelScope()
+            self._scope_type = type(scope)
+            return scope
+        return self._scope_type()
 
     # ------------------------------------------------------------ outbound
 

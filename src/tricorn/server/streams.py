@@ -72,7 +72,7 @@ class Stream:
         """The scope the stream's call runs in, when the protocol can end one
         call alone (HTTP/2 and HTTP/3 resets)."""
         if self._cancel_scope is None:
-            self._cancel_scope = anyio.CancelScope()
+            self._cancel_scope = self._connection.new_scope()
         return self._cancel_scope
 
     def cancel(self) -> None:

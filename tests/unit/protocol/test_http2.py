@@ -1377,3 +1377,152 @@ def test_prior_knowledge_through_the_http1_adapter() -> None:
     assert switch == ProtocolSwitch("h2c", data)
     adapter = H2Adapter(H2Settings(), now=0.0, scheme="https")
     assert adapter.receive_data(switch.data, 0.0) == [get(1), EndBody(1)]
+
+
+# ------------------------------------------------------------------ fast paths
+# A new request's HEADERS frame (END_HEADERS, no PADDED, no PRIORITY) is read
+# without hyperframe and h2's stream handling; every other shape goes the
+# h2 way. Both must give the same events and leave h2 in the same state.
+
+
+def _headers_frame(peer: Peer, stream_id: int, *flags: str, **fields: Any) -> HeadersFrame:
+    frame = HeadersFrame(stream_id, peer.client.encoder.encode(request_headers()), **fields)
+    for flag in ("END_HEADERS", "END_STREAM", *flags):
+        frame.flags.add(flag)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("flags", "fields"),
+    [((), {}), (("PADDED",), {"pad_length": 7}), (("PRIORITY",), {"depends_on": 0})],
+    ids=["plain", "padded", "priority"],
+)
+def test_request_headers_every_way_give_the_same_request(
+    flags: tuple[str, ...], fields: dict[str, Any]
+) -> None:
+    peer = Peer()
+    events = peer.raw(_headers_frame(peer, 1, *flags, **fields))
+    assert events[:2] == [get(1), EndBody(1)]
+    stream = peer.adapter._conn.streams[1]
+    assert stream.state_machine.state is h2.stream.StreamState.HALF_CLOSED_REMOTE
+    assert peer.adapter._conn.highest_inbound_stream_id == 1
+    peer.adapter.send(Response(1, 200, []))
+    peer.adapter.send(Data(1, b"hello"))
+    peer.adapter.send(EndData(1))
+    peer.read(client=False)  # (the client did not open stream 1 itself)
+    assert kinds(peer) == ["HeadersFrame", "DataFrame"]
+    assert peer.of(DataFrame, 1)[0].data == b"hello"
+    assert 1 not in peer.adapter._conn.streams  # closed: dropped from h2 at once
+
+
+def test_request_headers_split_across_reads() -> None:
+    peer = Peer()
+    peer.client.send_headers(1, request_headers(), end_stream=True)
+    data = peer.client.data_to_send()
+    events: list[Event] = []
+    for i in range(len(data)):
+        events += peer.adapter.receive_data(data[i : i + 1], 0.0)
+    assert events == [get(1), EndBody(1)]
+
+
+def test_request_with_body_after_fast_headers() -> None:
+    peer = Peer()
+    events = peer.request(1, request_headers(b"/up", b"POST"), b"x" * 40000)
+    assert only(events, Request)[0].method == b"POST"
+    assert b"".join(e.data for e in only(events, Body)) == b"x" * 40000
+    assert only(events, EndBody) == [EndBody(1)]
+
+
+def test_trailers_on_an_open_stream_take_h2s_way() -> None:
+    peer = Peer()
+    peer.request(1, request_headers(b"/up", b"POST"), b"abc", end=False)
+    peer.client.send_headers(1, [(b"x-sum", b"1")], end_stream=True)
+    events = peer.flush()
+    assert Trailers(1, [(b"x-sum", b"1")]) in events
+    assert EndBody(1) in events
+
+
+def test_informational_headers_from_a_client_end_the_connection() -> None:
+    peer = Peer()
+    block = peer.client.encoder.encode([(b":status", b"100"), *request_headers()])
+    events = peer.raw(HeadersFrame(1, block, flags=["END_HEADERS"]))
+    assert only(events, ConnectionClosed)
+    peer.read(client=False)
+    assert goaway(peer)[0] == PROTOCOL_ERROR
+
+
+def test_headers_on_an_even_stream_take_h2s_way() -> None:
+    peer = Peer()
+    events = peer.raw(_headers_frame(peer, 2))
+    assert only(events, ConnectionClosed)
+    peer.read(client=False)
+    assert goaway(peer)[0] == PROTOCOL_ERROR
+
+
+def test_headers_with_a_lower_stream_id_take_h2s_way() -> None:
+    peer = Peer()
+    peer.request(5)
+    peer.respond(5)
+    events = peer.raw(_headers_frame(peer, 3))
+    assert only(events, ConnectionClosed)
+    peer.read(client=False)
+    assert goaway(peer)[0] == PROTOCOL_ERROR
+
+
+def test_request_fields_remembered_are_still_checked_in_order() -> None:
+    """A field seen (and remembered) as a valid regular field still may not
+    come before a pseudo-header, and the malformed request is refused."""
+    peer = Peer(validate=False)
+    peer.request(1, [*request_headers(), (b"accept", b"*/*")])
+    peer.respond(1)
+    peer.client.send_headers(3, [(b"accept", b"*/*"), *request_headers()], end_stream=True)
+    assert not only(peer.flush(), Request)
+    peer.read(client=False)
+    assert rst(peer, 3) == PROTOCOL_ERROR
+
+
+def test_request_headers_are_plain_tuples() -> None:
+    peer = Peer()
+    for stream_id in (1, 3):  # the second block is a repeat (indexed fields)
+        (request,) = only(peer.request(stream_id), Request)
+        assert all(type(field) is tuple for field in request.headers)
+        peer.respond(stream_id)
+
+
+def test_h2_frames_keep_their_place_among_ours() -> None:
+    """A PING ack h2 queues between our frames goes out between them."""
+    peer = Peer()
+    peer.request(1)
+    peer.adapter.send(Response(1, 200, []))
+    peer.adapter.send(Data(1, b"a"))
+    peer.read()
+    peer.raw(PingFrame(0, opaque_data=b"12345678"))
+    peer.adapter.send(Data(1, b"b"))
+    peer.adapter.send(EndData(1))
+    events = peer.read()
+    assert kinds(peer) == ["PingFrame", "DataFrame"]
+    assert body_of(events, 1) == b"b"
+
+
+def test_chunk_split_at_the_window_and_the_frame_size() -> None:
+    """One chunk across frames (the peer's frame size) and across window
+    updates: every byte once, in order, END_STREAM on the last frame."""
+    peer = Peer(client_settings={SettingCodes.INITIAL_WINDOW_SIZE: 40000})
+    peer.request(1)
+    body = bytes(range(256)) * 400  # 102400 bytes
+    peer.adapter.send(Response(1, 200, []))
+    peer.adapter.send(Data(1, body))
+    peer.adapter.send(EndData(1))
+    received = b""
+    events = peer.read()
+    while True:
+        received += body_of(events, 1)
+        sizes = [len(f.data) for f in peer.of(DataFrame, 1)]
+        assert all(size <= 16384 for size in sizes)
+        if any("END_STREAM" in f.flags for f in peer.of(DataFrame, 1)):
+            break
+        peer.client.increment_flow_control_window(40000, 1)
+        peer.client.increment_flow_control_window(40000)
+        peer.flush()
+        events = peer.read()
+    assert received == body

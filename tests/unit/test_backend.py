@@ -1,0 +1,156 @@
+"""``tricorn._backend``: the lean trio socket stream and the GC tuning."""
+
+from __future__ import annotations
+
+import gc
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
+
+from tricorn import _backend
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "trio"
+
+
+@asynccontextmanager
+async def pair() -> AsyncIterator[tuple[ByteStream, SocketStream]]:
+    """A wrapped server-side stream and the plain client side."""
+    multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    (listener,) = multi.listeners
+    async with multi:
+        port = listener.extra(SocketAttribute.local_port)
+        client = await anyio.connect_tcp("127.0.0.1", port)
+        accepted = await listener.accept()  # type: ignore[attr-defined]
+        server = _backend.wrap(accepted)
+        try:
+            yield server, client
+        finally:
+            await server.aclose()
+            await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_trio_streams_are_wrapped() -> None:
+    async with pair() as (server, _client):
+        assert type(server) is _backend._TrioStream
+        assert server.extra(SocketAttribute.family) == socket.AF_INET
+
+
+@pytest.mark.anyio
+async def test_bulk_send_past_the_socket_buffer() -> None:
+    """Sends that block (the peer reads slowly) deliver every byte in order."""
+    data = bytes(range(256)) * 40000  # 10 MB: far past the kernel's buffers
+    async with pair() as (server, client):
+        received = bytearray()
+
+        async def read() -> None:
+            while len(received) < len(data):
+                received.extend(await client.receive())
+                await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            for start in range(0, len(data), 65536):
+                await server.send(data[start : start + 65536])
+        assert bytes(received) == data
+
+
+@pytest.mark.anyio
+async def test_receive_and_end_of_stream() -> None:
+    async with pair() as (server, client):
+        await client.send(b"hello")
+        assert await server.receive() == b"hello"
+        await client.send_eof()
+        with pytest.raises(anyio.EndOfStream):
+            await server.receive()
+
+
+@pytest.mark.anyio
+async def test_eager_sends_let_other_tasks_run() -> None:
+    """Sends the socket takes at once still yield now and then."""
+    ran = 0
+
+    async def other() -> None:
+        nonlocal ran
+        while True:
+            ran += 1
+            await anyio.sleep(0)
+
+    async with pair() as (server, client), anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await anyio.sleep(0)
+        before = ran
+        for _ in range(4 * _backend._TrioStream._MAX_EAGER):
+            await server.send(b"x")
+        assert ran > before
+        tg.cancel_scope.cancel()
+    del client
+
+
+@pytest.mark.anyio
+async def test_close_wakes_a_waiting_receive() -> None:
+    async with pair() as (server, _client):
+
+        async def close_soon() -> None:
+            await anyio.sleep(0.05)
+            await server.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_soon)
+            with pytest.raises(anyio.ClosedResourceError):
+                await server.receive()
+        with pytest.raises(anyio.ClosedResourceError):
+            await server.send(b"x")
+
+
+@pytest.mark.anyio
+async def test_send_to_a_reset_peer_is_broken() -> None:
+    async with pair() as (server, client):
+        raw: Any = client.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        await client.aclose()  # RST
+
+        async def send_until_it_fails() -> None:
+            for _ in range(100):
+                await server.send(b"x" * 65536)
+                await anyio.sleep(0.01)
+
+        with pytest.raises(anyio.BrokenResourceError):
+            await send_until_it_fails()
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+    (gc.enable if enabled else gc.disable)()
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_gc_tuned_for_serving() -> None:
+    gc.set_threshold(700, 10, 10)
+    gc.enable()
+    _backend._tune_gc()
+    assert gc.get_threshold() == (_backend._GC_YOUNG, 10, 10)
+    assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_gc_left_alone_when_the_process_chose() -> None:
+    gc.set_threshold(50_000, 5, 5)
+    _backend._tune_gc()
+    assert gc.get_threshold() == (50_000, 5, 5)
+    gc.disable()
+    gc.set_threshold(700, 10, 10)
+    _backend._tune_gc()
+    assert gc.get_threshold() == (700, 10, 10)
