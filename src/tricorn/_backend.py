@@ -23,7 +23,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from .errors import StartupFailure
 
-__all__ = ["BACKENDS", "clock", "run", "sendfile", "wrap"]
+__all__ = ["BACKENDS", "clock", "event_class", "run", "sendfile", "wrap"]
 
 T = TypeVar("T")
 
@@ -139,6 +139,70 @@ def clock() -> Callable[[], float]:
         return trio.current_time
 
 
+def event_class() -> Callable[[], anyio.Event] | None:
+    """A leaner event than ``anyio.Event`` for the running loop, or ``None``
+    (use anyio's). On asyncio anyio's event wraps an ``asyncio.Event``,
+    which wraps a future per wait; the core makes one per message it hands
+    an application, so this one is a bare future."""
+    global _get_running_loop
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        return None
+    _get_running_loop = asyncio.get_running_loop
+    return _AsyncioEvent  # type: ignore[return-value]
+
+
+_get_running_loop: Callable[[], Any]  # asyncio's, once event_class() was asked on asyncio
+
+
+class _AsyncioEvent:
+    """``anyio.Event``'s interface (``set``, ``is_set``, ``wait``) over bare
+    asyncio futures, one per waiter (cancelling a task cancels the future it
+    awaits, which must not end the others' waits): ``_waiters`` is ``None``,
+    the one waiter's future (the usual case), or a list of them."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: Any = None
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiters, self._waiters = self._waiters, None
+            if waiters is None:
+                return
+            if type(waiters) is list:
+                for future in waiters:
+                    if not future.done():
+                        future.set_result(None)
+            elif not waiters.done():
+                waiters.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            await anyio.lowlevel.checkpoint()  # as anyio's: a wait is a checkpoint
+            return
+        future = _get_running_loop().create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = future
+        elif type(waiters) is list:
+            waiters[:] = [*(waiter for waiter in waiters if not waiter.done()), future]
+        elif waiters.done():  # (a wait cancelled before)
+            self._waiters = future
+        else:
+            self._waiters = [waiters, future]
+        await future
+
+
 def wrap(stream: ByteStream) -> ByteStream:
     """A faster stream over the same connection where the loop allows.
 
@@ -191,6 +255,7 @@ class _AsyncioStream(ByteStream):
         self._write_paused = False
         self._reading_paused = False
         self._eager = 0
+        self._receiver: Callable[[bytes], bool] | None = None
         transport.set_protocol(_AsyncioProtocol(self))
         transport.set_write_buffer_limits(high=self._WRITE_HIGH_WATER)
         transport.resume_reading()
@@ -199,9 +264,21 @@ class _AsyncioStream(ByteStream):
     def extra_attributes(self) -> Any:
         return self._extra
 
+    def set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
+        """While a :meth:`receive` waits (nothing is buffered), bytes that
+        arrive go to ``receiver`` first, in the transport's callback; if it
+        takes them (``True``) the waiting receive goes on waiting. This
+        spares a reader that would only route the bytes a task switch."""
+        self._receiver = receiver
+
     # called by the protocol ------------------------------------------------
 
     def _data(self, data: bytes) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            reader = self._reader
+            if reader is not None and not reader.done() and receiver(data):
+                return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > self._READ_HIGH_WATER and not self._reading_paused:
@@ -262,11 +339,12 @@ class _AsyncioStream(ByteStream):
         return chunk
 
     async def send(self, item: bytes) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        if self._error is not None or self._transport.is_closing():
+        transport = self._transport
+        if self._error is not None or transport.is_closing():
+            if self._closed:
+                raise anyio.ClosedResourceError
             raise anyio.BrokenResourceError from self._error
-        self._transport.write(item)
+        transport.write(item)
         while self._write_paused and not self._lost_connection:
             self._drainer = self._loop.create_future()
             try:
@@ -298,16 +376,14 @@ class _AsyncioProtocol:
     """The asyncio protocol behind :class:`_AsyncioStream` (duck-typed: the
     transport only calls these methods)."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "data_received")
 
     def __init__(self, stream: _AsyncioStream) -> None:
         self._stream = stream
+        self.data_received = stream._data  # (no call in between: it runs per read)
 
     def connection_made(self, transport: Any) -> None:  # pragma: no cover - set_protocol
         pass
-
-    def data_received(self, data: bytes) -> None:
-        self._stream._data(data)
 
     def eof_received(self) -> bool:
         self._stream._eof = True

@@ -546,6 +546,53 @@ async def test_slow_app_h1_stops_reading() -> None:
             await lab.until(lambda: lab.codes == [1000])
 
 
+async def test_slow_app_h1_stops_reading_small_messages() -> None:
+    """The same with small messages, which asyncio's stream hands over as
+    they arrive (no read loop): one per write while the app's queue has
+    room, then a flood of them per write; the server stops reading all
+    the same, and every message arrives, in order."""
+    lab = Lab()
+    batch, batches = 1000, 400  # x 64 bytes: ~26 MiB
+    sent = 0
+    stop = anyio.Event()
+    done = False
+    with anyio.fail_after(30):
+        async with running_server(lab, max_app_queue_size=4) as url:
+            async with ws_connect(url, "/slow") as ws:
+
+                async def sender() -> None:
+                    nonlocal sent, done
+                    for i in range(8):  # one message per write
+                        await ws.send_raw(frame(BINARY, i.to_bytes(4, "big") * 16))
+                        sent += 1
+                        await anyio.sleep(0.01)
+                    for _ in range(batches):
+                        if stop.is_set():
+                            break
+                        payloads = [(sent + i).to_bytes(4, "big") * 16 for i in range(batch)]
+                        await ws.send_raw(b"".join(frame(BINARY, p) for p in payloads))
+                        sent += batch
+                    done = True
+                    await ws.send("end")
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(sender)
+                    blocked = await stalled(lambda: sent)
+                    assert not done
+                    assert lab.received == []
+                    assert await served(url) < 1.0
+                    stop.set()
+                    lab.gate.set()
+                reply = await ws.receive(timeout=20)
+                assert reply == f"got {sent + 1}"
+                assert sent in (blocked, blocked + batch)
+                expected = [i.to_bytes(4, "big") * 16 for i in range(sent)]
+                assert lab.received == [*expected, "end"]
+                await ws.close()
+                assert await ws.wait_closed() == Closed(1000)
+            await lab.until(lambda: lab.codes == [1000])
+
+
 async def test_slow_app_h2_stops_crediting() -> None:
     """max_app_queue_size=4 over HTTP/2: the stream's window is no longer
     credited while the app does not read (the client cannot send), and is

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import AppProtocolError, ClientDisconnected
@@ -71,7 +71,7 @@ class State(enum.Enum):
 class WebSocketCycle(Cycle):
     """Runs one ASGI WebSocket call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""
 
-    __slots__ = ("_close", "_connected", "_head", "state")
+    __slots__ = ("_close", "_connected", "_head", "_send_message", "state")
 
     def __init__(
         self,
@@ -85,6 +85,11 @@ class WebSocketCycle(Cycle):
         self._connected = False  # websocket.connect was received
         self._close: tuple[int, str] | None = None  # the code and reason, once closed
         self._head: Response | None = None  # a denial's head, held for its body
+        # A message's way out: the port's own (a shortcut past the event
+        # path, see Stream.send_message) if it has one.
+        self._send_message: Callable[[bytes | str], Awaitable[None]] = getattr(
+            port, "send_message", self._send_event
+        )
 
     # ------------------------------------------------------------ receive
 
@@ -98,7 +103,6 @@ class WebSocketCycle(Cycle):
             event = await self._port.receive()
             kind = type(event)
             if kind is WebSocketMessage:
-                assert isinstance(event, WebSocketMessage)
                 data = event.data
                 if type(data) is str:
                     return {"type": "websocket.receive", "text": data}
@@ -129,9 +133,13 @@ class WebSocketCycle(Cycle):
             message_type = message["type"]
         except (KeyError, TypeError):
             raise AppProtocolError(f"ASGI message without a type: {message!r}") from None
-        if self.state is State.CLOSED:
+        state = self.state
+        if state is State.CONNECTED and message_type == "websocket.send":
+            await self._on_send(message)  # (the table's answer, without its lookups)
+            return
+        if state is State.CLOSED:
             raise ClientDisconnected("the WebSocket is closed")
-        handler = _TRANSITIONS[self.state].get(message_type)
+        handler = _TRANSITIONS[state].get(message_type)
         if handler is None:
             raise AppProtocolError(
                 f"unexpected ASGI message {message_type!r} while {self.state.value}"
@@ -150,22 +158,33 @@ class WebSocketCycle(Cycle):
         self.state = State.CONNECTED
 
     async def _on_send(self, message: Message) -> None:
-        data = message.get("bytes")
         text = message.get("text")
-        if (data is None) == (text is None):
+        data = message.get("bytes")
+        if type(text) is str and data is None:
+            payload: bytes | str = text  # (the common case first)
+        elif (data is None) == (text is None):
             raise AppProtocolError("websocket.send needs exactly one of bytes and text")
-        if data is not None:
-            if not isinstance(data, bytes):
-                if not isinstance(data, bytearray | memoryview):
+        elif data is not None:
+            if type(data) is not bytes:
+                if not isinstance(data, bytes | bytearray | memoryview):
                     raise AppProtocolError(f"websocket.send bytes must be bytes: {type(data)!r}")
                 data = bytes(data)
-            payload: bytes | str = data
+            payload = data
         elif isinstance(text, str):
             payload = text
         else:
             raise AppProtocolError(f"websocket.send text must be a str: {type(text)!r}")
-        await self._emit(WebSocketMessage(self._port.stream_id, payload))
+        try:  # (_emit, inlined: once per message)
+            await self._send_message(payload)
+        except ClientDisconnected:
+            if self._close is None:
+                self._closed(_ABNORMAL, "")
+            raise
         self.sent_bytes += len(payload)
+
+    async def _send_event(self, payload: bytes | str) -> None:
+        """``_send_message`` for a port without ``send_message``."""
+        await self._port.send(WebSocketMessage(self._port.stream_id, payload))
 
     async def _on_close(self, message: Message) -> None:
         code = message.get("code", 1000)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -303,6 +304,30 @@ class H1Adapter:
             self._eof = True
             conn.receive_data(b"")
         return self._parse(now)
+
+    def receive_inline(
+        self, data: bytes, now: float, take: Callable[[Event], bool]
+    ) -> list[Event] | None:
+        """:meth:`receive_data` for bytes that are whole WebSocket messages
+        and nothing else, which the core may route without its read loop
+        (see ``Connection._receive_inline``); ``None`` (nothing consumed) for
+        anything else, or when they would stop reading (``wants_read``).
+        Each message is first offered to ``take``: ``True`` means the
+        application has it already (it was never queued, and no
+        ``BodyConsumed`` follows); the others are returned, to be queued."""
+        ws = self._ws
+        if ws is None or self._closing or self._eof or self._poll:
+            return None
+        room = self.settings.max_queued_body - self._queued - 1
+        events = ws.receive_messages(data, now, room)
+        if events is None:
+            return None
+        queued = []
+        for event in events:
+            if not take(event):
+                queued.append(event)
+                self._queued += 1
+        return queued
 
     def next_events(self, now: float) -> list[Event]:
         if self._closing:
@@ -636,6 +661,20 @@ class H1Adapter:
             if type(event) is WebSocketMessage:
                 self._queued += 1  # BodyConsumed takes it back
         return events + self._ws_flush(ws)
+
+    def frame_message(self, data: bytes | str) -> bytes | None:
+        """The bytes to write for the application's WebSocket message
+        ``data``: anything queued, then its frame; the core writes them
+        without the event path. ``None``: send it as a ``WebSocketMessage``."""
+        ws = self._ws
+        if ws is None or self._closing:
+            return None
+        frame = ws.frame_message(data)
+        out = self._out
+        if frame is None or not out:
+            return frame
+        out.append(frame)
+        return self.data_to_send()
 
     def _ws_flush(self, ws: WebSocketFramer, *, later: bool = False) -> list[Event]:
         """Take the framer's bytes; once the WebSocket is over, close (now,

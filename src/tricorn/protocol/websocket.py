@@ -285,6 +285,7 @@ class WebSocketFramer:
         "_ping_sent",
         "_simple",
         "_size",
+        "_small",
         "_told",
         "_ws",
         "closing",
@@ -305,6 +306,9 @@ class WebSocketFramer:
         self._ws = _WSConnection(ConnectionType.SERVER, extensions)
         self._compressed = bool(extensions)
         self._simple = not extensions  # the fast path may parse (see _receive_simple)
+        # The largest one-frame input receive_messages parses unrolled: a
+        # 7-bit length (<= 125) within the limit, plus a 6-byte header.
+        self._small = 6 + min(125, settings.max_message_size)
         self._out: list[bytes] = []
         self._parts: list[Any] = []  # the fragments of the message being received
         self._size = 0
@@ -325,6 +329,9 @@ class WebSocketFramer:
         self._last_input = now
         events: list[Event] = []
         if self._simple and not self.closing:
+            message = self._small_message(data)
+            if message is not None:
+                return [message]
             data = self._receive_simple(data, events)
             if not data:
                 return events
@@ -343,6 +350,48 @@ class WebSocketFramer:
                 and proto._message_decoder.opcode is None
             )
         return events
+
+    def receive_messages(self, data: bytes, now: float, room: int) -> list[Event] | None:
+        """Feed bytes that are nothing but whole data messages (the fast
+        path's frames, see :meth:`_receive_simple`), at most ``room`` of them:
+        their events; else ``None`` and nothing happened (:meth:`receive`
+        takes the bytes instead)."""
+        if not self._simple or self.closing or self.done or room < 1:
+            return None
+        message = self._small_message(data)
+        if message is not None:
+            self._last_input = now
+            return [message]
+        events: list[Event] = []
+        if self._receive_simple(data, events) or len(events) > room:
+            return None
+        self._last_input = now
+        return events
+
+    def _small_message(self, data: bytes) -> WebSocketMessage | None:
+        """``data`` as the message it is if it is exactly one small frame
+        of the fast path's kind (7-bit length), the common case: parsed
+        unrolled; else ``None`` (:meth:`_receive_simple` decides)."""
+        size = len(data)
+        if size < 6 or size > self._small or data[1] != size + 122:  # 0x80 (MASK) | size - 6
+            return None
+        first = data[0]
+        if first != 0x81 and first != 0x82:
+            return None
+        length = size - 6
+        if length:  # (_unmask, inlined)
+            key = (data[2:6] * 32)[:length]
+            payload = (int.from_bytes(data[6:], "little") ^ int.from_bytes(key, "little")).to_bytes(
+                length, "little"
+            )
+        else:
+            payload = b""
+        if first == 0x82:
+            return WebSocketMessage(self.stream_id, payload)
+        try:
+            return WebSocketMessage(self.stream_id, payload.decode())
+        except UnicodeDecodeError:
+            return None
 
     def _receive_simple(self, data: bytes, events: list[Event]) -> bytes:
         """The fast path for the frames nearly every client sends: whole,
@@ -491,28 +540,48 @@ class WebSocketFramer:
                 self.release()  # the app is done answering: our Close now
             if self._failure is None:
                 return
-        if isinstance(event, WebSocketMessage):
+        if type(event) is WebSocketMessage:
             data = event.data
-            if isinstance(data, str):
-                if self._compressed:
-                    self._out.append(self._ws.send(TextMessage(data)))
-                else:
-                    self._out.append(_frame(_TEXT, data.encode("utf-8")))
-            elif self._compressed:
-                self._out.append(self._ws.send(BytesMessage(data)))
+            if self._compressed:
+                message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+                self._out.append(self._ws.send(message))
+            elif type(data) is str:
+                self._out.append(_frame(_TEXT, data.encode()))
             else:
-                self._out.append(_frame(_BINARY, data))
+                self._out.append(_frame(_BINARY, data))  # type: ignore[arg-type]
         elif isinstance(event, WebSocketClose):
             self._out.append(self._ws.send(CloseConnection(event.code, event.reason or None)))
             self.closing = True
             self._told = True  # the application knows: it closed
+
+    def frame_message(self, data: bytes | str) -> bytes | None:
+        """:meth:`send` of an application's message and :meth:`data_to_send`
+        in one, for a caller that writes the bytes at once. ``None`` while
+        closing (:meth:`send` decides what becomes of the message)."""
+        if self.closing:
+            return None
+        if self._compressed:
+            message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+            frame = self._ws.send(message)
+        elif type(data) is str:
+            payload = data.encode()
+            if len(payload) < 126:  # (_frame's first case, inlined)
+                frame = bytes((0x81, len(payload))) + payload
+            else:
+                frame = _frame(_TEXT, payload)
+        else:
+            frame = _frame(_BINARY, data)  # type: ignore[arg-type]
+        if self._out:  # (bytes queued before go first)
+            self._out.append(frame)
+            return self.data_to_send()
+        return frame
 
     def data_to_send(self) -> bytes:
         """The frames queued so far (``b""`` if none)."""
         out = self._out
         if not out:
             return b""
-        data = bytes(out[0]) if len(out) == 1 else b"".join(out)  # (wsproto's are bytearrays)
+        data = out[0] if len(out) == 1 else b"".join(out)  # (wsproto's send gives bytes too)
         out.clear()
         return data
 

@@ -45,6 +45,7 @@ on one thread, never while another call is in progress.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -130,10 +131,13 @@ class Connection:
         self._idle_runners: list[_RunnerSlot] = []
         self._streams_done: anyio.Event | None = None  # set when the last stream ends
         self._resume: anyio.Event | None = None  # the read loop waits for wants_read
-        self._poke = anyio.Event()  # wakes the control task
         # The running backend's Event class: anyio.Event() looks the backend
-        # up on every call, which costs more than the event on hot paths.
-        self.new_event: Callable[[], anyio.Event] = type(self._poke)
+        # up on every call, which costs more than the event on hot paths
+        # (on asyncio the backend module has a leaner one).
+        event_class = getattr(ctx.io, "event_class", None)
+        lean = event_class() if event_class is not None else None
+        self.new_event: Callable[[], anyio.Event] = lean or type(anyio.Event())
+        self._poke = self.new_event()  # wakes the control task
         self._scope_type: Callable[[], anyio.CancelScope] | None = None  # (see new_scope)
         self._deadline: float | None = None  # the adapter's, as last asked
         self._timer_at = math.inf  # when the control task wakes up on its own
@@ -267,6 +271,30 @@ class Connection:
                 await stream.wait_writable()
                 if self._closed:
                     raise ClientDisconnected("the connection is closed")
+
+    async def send_message(self, stream: Stream, data: bytes | str) -> None:
+        """Send a WebSocket message of ``stream``. Over HTTP/1.1, when the
+        write turn is free, the adapter frames it and it is written at once
+        (the event path costs as much again as a small echo); else it goes
+        as a ``WebSocketMessage`` event.
+
+        :raises ClientDisconnected: the connection is broken or closed.
+        """
+        if not self._writing and not self._multiplexed and not self._closed:
+            # (not multiplexed: the adapter is an H1Adapter)
+            frame = self.adapter.frame_message(data)  # type: ignore[attr-defined]
+            if frame is not None:
+                self._writing = True
+                self._writes += 1
+                try:
+                    await self.transport.send(frame)
+                except _BROKEN:
+                    self._mark_broken()
+                    raise ClientDisconnected("the connection is closed") from None
+                finally:
+                    self._release_write()
+                return
+        await self.send_events((WebSocketMessage(stream.stream_id, data),), stream)
 
     async def send_file(self, stream: Stream, path: str) -> int:
         """Send a file as body data of ``stream_id``: in the kernel
@@ -486,6 +514,21 @@ class Connection:
             if await self._handle(adapter.receive_data(data, self._clock())):
                 return
 
+    def _receive_inline(self, stream: Stream, data: bytes) -> bool:
+        """Bytes the transport hands over in its callback while the read
+        loop waits: whole messages of the WebSocket ``stream`` are routed
+        here (the loop stays asleep), straight to the app if it waits for
+        one; ``False`` for anything else, which the loop reads."""
+        if self._closed:
+            return False
+        adapter = self.adapter  # (an H1Adapter: only HTTP/1.1 registers this)
+        events = adapter.receive_inline(data, self._clock(), stream.offer)  # type: ignore[attr-defined]
+        if events is None:
+            return False
+        for event in events:
+            stream.feed(event)
+        return True
+
     async def _wait_for_resume(self) -> None:
         self._resume = self.new_event()
         if not self.adapter.wants_read and not self._closed:
@@ -542,6 +585,10 @@ class Connection:
             return
         stream = Stream(self, request.stream_id, request.protocol == "websocket")
         self._streams[request.stream_id] = stream
+        if stream.websocket and not self._multiplexed:
+            set_receiver = getattr(self.transport, "set_receiver", None)
+            if set_receiver is not None:  # asyncio: messages skip the read loop
+                set_receiver(functools.partial(self._receive_inline, stream))
         if self._idle_runners:  # reuse a task: cheaper than spawning one
             self._idle_runners.pop().assign(stream, request)
             return

@@ -41,6 +41,8 @@ class Stream:
         "_closed",
         "_connection",
         "_events",
+        "_handoff",
+        "_uncounted",
         "_waiter",
         "_writable",
         "stream_id",
@@ -53,6 +55,8 @@ class Stream:
         self._connection = connection
         self._events: deque[Event] = deque()
         self._waiter: anyio.Event | None = None
+        self._handoff: Event | None = None  # see offer()
+        self._uncounted = False  # the first queued event is an offered message
         self._writable: anyio.Event | None = None
         self._cancel_scope: anyio.CancelScope | None = None
         self._asked = False
@@ -66,6 +70,17 @@ class Stream:
         if type(event) is StreamClosed:
             self._closed = True
             self.writable()  # a send waiting for the window ends too
+
+    def offer(self, event: Event) -> bool:
+        """Hand ``event`` straight to a ``receive()`` that waits with nothing
+        queued: it is never queued, so the adapter need not count it (nor
+        hear that it was taken). ``False``: nobody waits; ``feed`` it."""
+        waiter = self._waiter
+        if waiter is None or self._handoff is not None or self._events:
+            return False
+        self._handoff = event
+        waiter.set()
+        return True
 
     @property
     def cancel_scope(self) -> anyio.CancelScope:
@@ -100,9 +115,22 @@ class Stream:
             except ClientDisconnected:
                 self.feed(StreamClosed(self.stream_id))
         while not self._events:
-            self._waiter = self._connection.new_event()
-            await self._waiter.wait()
+            self._waiter = waiter = self._connection.new_event()
+            try:
+                await waiter.wait()
+            except BaseException:
+                self._waiter = None
+                handoff = self._handoff
+                if handoff is not None:  # offered, then cancelled: the next receive's
+                    self._handoff = None
+                    self._events.appendleft(handoff)
+                    self._uncounted = True
+                raise
             self._waiter = None
+            handoff = self._handoff
+            if handoff is not None:  # (offer())
+                self._handoff = None
+                return handoff
         event = self._events[0]
         if type(event) is StreamClosed:
             return event  # sticky: every later receive() sees it too
@@ -111,7 +139,10 @@ class Stream:
         if kind is Body:
             await self._connection.body_consumed(self.stream_id, len(event.data))  # type: ignore[union-attr]
         elif kind is WebSocketMessage:
-            await self._connection.body_consumed(self.stream_id, 1)  # one message fewer queued
+            if self._uncounted:  # an offer() put back: the adapter never counted it
+                self._uncounted = False
+            else:
+                await self._connection.body_consumed(self.stream_id, 1)  # one fewer queued
         elif kind is WebSocketClose:
             # Sends are refused from now. The adapter hears that the app saw
             # the close (amount 0): a Close held back after a protocol error
@@ -128,6 +159,12 @@ class Stream:
         if self._closed:
             raise ClientDisconnected("the stream is closed")
         await self._connection.send_events(events, self)
+
+    async def send_message(self, data: bytes | str) -> None:
+        """Send a WebSocket message (``send(WebSocketMessage(...))``, faster)."""
+        if self._closed:
+            raise ClientDisconnected("the stream is closed")
+        await self._connection.send_message(self, data)
 
     async def send_file(self, path: str) -> int:
         """Write a file's contents as body data."""

@@ -800,3 +800,87 @@ def test_denial_with_pipelined_request() -> None:
         Request(3, b"GET", b"/next", [(b"host", b"example.com")], "1.1"),
         EndBody(3),
     ]
+
+
+# ------------------------------------------------------------------ the core's shortcuts
+
+
+def never(event: Event) -> bool:
+    return False
+
+
+def test_receive_inline_before_the_upgrade_is_none() -> None:
+    a = make_adapter()
+    assert a.receive_inline(b"\x81\x80abcd", NOW, never) is None  # plain HTTP/1.1
+    a.receive_data(upgrade(), NOW)
+    assert a.receive_inline(b"\x81\x80abcd", NOW, never) is None  # not accepted yet
+
+
+def test_receive_inline_takes_whole_messages() -> None:
+    a = make_adapter(max_queued_body=3)
+    client, _ = open_websocket(a)
+    taken: list[Event] = []
+
+    def take(event: Event) -> bool:  # the application waits for one message
+        if taken:
+            return False
+        taken.append(event)
+        return True
+
+    wire = client.send(TextMessage("a")) + client.send(BytesMessage(b"b"))
+    assert a.receive_inline(wire, NOW, take) == [WebSocketMessage(1, b"b")]
+    assert taken == [WebSocketMessage(1, "a")]
+    # Only the queued message counts: one BodyConsumed gives the room back.
+    assert reads(a)
+    assert a.receive_inline(client.send(TextMessage("c")), NOW, never) == [WebSocketMessage(1, "c")]
+    assert a.receive_inline(client.send(TextMessage("d")), NOW, never) is None  # would stop reading
+    a.send(BodyConsumed(1, 1))
+    a.send(BodyConsumed(1, 1))
+    assert a.receive_inline(client.send(TextMessage("e")), NOW, never) == [WebSocketMessage(1, "e")]
+    assert a.data_to_send() == b""
+
+
+def test_receive_inline_leaves_the_rest_to_receive_data() -> None:
+    a = make_adapter()
+    client, _ = open_websocket(a)
+    ping = client.send(Ping(b"p"))
+    assert a.receive_inline(ping, NOW, never) is None
+    assert a.receive_data(ping, NOW) == []
+    assert [type(e) for e in client_events(client, a.data_to_send())] == [Pong]
+    close = client.send(CloseConnection(1000))
+    assert a.receive_inline(close, NOW, never) is None
+    events = a.receive_data(close, NOW)
+    assert events[0] == WebSocketClose(1, 1000, "")
+    # Closed: nothing more is taken.
+    assert a.receive_inline(b"\x81\x80abcd", NOW, never) is None
+
+
+def test_receive_inline_waits_for_bytes_held_at_the_accept() -> None:
+    a = make_adapter()
+    client = Connection(ConnectionType.CLIENT)
+    a.receive_data(upgrade() + client.send(TextMessage("early")), NOW)
+    a.send(WebSocketAccept(1))
+    a.data_to_send()
+    later = client.send(TextMessage("later"))
+    assert a.receive_inline(later, NOW, never) is None  # next_events has "early" first
+    assert a.next_events(NOW) == [WebSocketMessage(1, "early")]
+    assert a.receive_inline(later, NOW, never) == [WebSocketMessage(1, "later")]
+
+
+def test_frame_message() -> None:
+    a = make_adapter()
+    assert a.frame_message("x") is None  # not a WebSocket
+    client, _ = open_websocket(a)
+    frame = a.frame_message("héllo")
+    assert frame is not None
+    assert messages(client_events(client, frame)) == ["héllo"]
+    # Bytes queued before (a pong) go first.
+    a.receive_data(client.send(Ping(b"p")), NOW)
+    frame = a.frame_message(b"\x01")
+    assert frame is not None
+    events = client_events(client, frame)
+    assert [type(e) for e in events] == [Pong, BytesMessage]
+    assert a.data_to_send() == b""
+    # Closing: the event path decides (the message is dropped).
+    a.send(WebSocketClose(1))
+    assert a.frame_message("late") is None

@@ -1243,3 +1243,173 @@ def test_data_to_send() -> None:
     data = peer.framer.data_to_send()
     assert type(data) is bytes
     assert data == b"\x8a\x012\x8a\x013\x82\x014"
+
+
+# ------------------------------------------------------------------ the inline path
+
+
+def twin(settings: WSSettings | None = None, offer: Headers | None = None) -> tuple[Peer, Peer]:
+    """Two identical framers: one fed by receive_messages, one by receive."""
+    return Peer(settings, offer), Peer(settings, offer)
+
+
+WHOLE = {
+    "text": client_frame(TEXT, "héllo".encode()),
+    "binary": client_frame(BINARY, b"\x00\xff" * 10),
+    "empty text": client_frame(TEXT),
+    "empty binary": client_frame(BINARY),
+    "125 bytes": client_frame(TEXT, b"x" * 125),
+    "126 bytes (16-bit length)": client_frame(BINARY, b"y" * 126),
+    "three in one read": client_frame(TEXT, b"a") + client_frame(BINARY, b"b") + client_frame(TEXT),
+}
+
+
+@pytest.mark.parametrize("wire", list(WHOLE.values()), ids=list(WHOLE))
+def test_receive_messages_takes_whole_messages(wire: bytes) -> None:
+    """Whole unfragmented data frames: the same events as receive, and the
+    same state after (the next message parses alike)."""
+    inline, plain = twin()
+    events = inline.framer.receive_messages(wire, 0.0, room=10)
+    assert events is not None
+    assert events == plain.raw(wire)
+    assert all(isinstance(event, WebSocketMessage) and event.stream_id == SID for event in events)
+    after = client_frame(TEXT, b"after")
+    assert inline.raw(after) == plain.raw(after) == [WebSocketMessage(SID, "after")]
+    assert inline.output() == plain.output() == b""
+
+
+DECLINED = {
+    "ping": client_frame(PING, b"p"),
+    "close": client_frame(CLOSE, close_payload(1000)),
+    "a fragment": client_frame(TEXT, b"ab", fin=False),
+    "a continuation": client_frame(CONTINUATION, b"cd"),
+    "incomplete": client_frame(TEXT, b"abcdef")[:-1],
+    "just a header": client_frame(TEXT, b"abcdef")[:2],
+    "a message then a ping": client_frame(TEXT, b"a") + client_frame(PING, b"p"),
+    "a message then half of one": client_frame(TEXT, b"a") + client_frame(TEXT, b"bc")[:4],
+    "unmasked": client_frame(TEXT, b"a", masked=False),
+    "RSV1 without deflate": client_frame(TEXT, b"a", rsv=RSV1),
+    "invalid UTF-8": client_frame(TEXT, b"\xff\xfe"),
+    "overlong 16-bit length": client_frame(TEXT, b"a" * 10, length=200),
+    "reserved opcode": client_frame(0x3, b"a"),
+}
+
+
+@pytest.mark.parametrize("wire", list(DECLINED.values()), ids=list(DECLINED))
+def test_receive_messages_declines_anything_else(wire: bytes) -> None:
+    """``None``, and nothing happened: receive then does exactly what it
+    would have done with the bytes (events, answers, failures)."""
+    inline, plain = twin()
+    assert inline.framer.receive_messages(wire, 0.0, room=10) is None
+    assert inline.output() == b""
+    assert inline.raw(wire, 1.0) == plain.raw(wire, 1.0)
+    assert inline.output() == plain.output()
+    assert state(inline.framer) == state(plain.framer)
+
+
+def test_receive_messages_over_the_limit_is_declined() -> None:
+    settings = WSSettings(max_message_size=4)
+    inline = Peer(settings)
+    assert inline.framer.receive_messages(client_frame(TEXT, b"1234"), 0.0, room=10) == [
+        WebSocketMessage(SID, "1234")
+    ]
+    wire = client_frame(TEXT, b"12345")
+    assert inline.framer.receive_messages(wire, 0.0, room=10) is None
+    one_close(inline.raw(wire), 1009)
+
+
+@pytest.mark.parametrize("room", [-1, 0, 1, 2])
+def test_receive_messages_room(room: int) -> None:
+    """At most ``room`` messages, or none taken."""
+    peer = Peer()
+    two = client_frame(TEXT, b"a") + client_frame(TEXT, b"b")
+    one = client_frame(TEXT, b"c")
+    taken_two = peer.framer.receive_messages(two, 0.0, room)
+    assert (taken_two is not None) is (room >= 2)
+    taken_one = peer.framer.receive_messages(one, 0.0, room)
+    assert (taken_one is not None) is (room >= 1)
+
+
+def test_receive_messages_refreshes_the_ping_timer() -> None:
+    peer = Peer(WSSettings(ping_interval=10.0))
+    assert peer.framer.next_deadline(0.0) == 10.0
+    assert peer.framer.receive_messages(client_frame(TEXT, b"a"), 4.0, room=1) is not None
+    assert peer.framer.next_deadline(4.0) == 14.0
+    # (declined input does not count: receive takes it and its time)
+    assert peer.framer.receive_messages(client_frame(PING), 6.0, room=1) is None
+    assert peer.framer.next_deadline(6.0) == 14.0
+
+
+def test_receive_messages_only_on_the_plain_fast_path() -> None:
+    # permessage-deflate negotiated: wsproto parses everything
+    deflated = Peer(offer=DEFLATE_OFFER)
+    assert deflated.framer.receive_messages(client_frame(TEXT, b"a"), 0.0, room=1) is None
+    # wsproto holds half a frame: the rest is its
+    peer = Peer()
+    frame = client_frame(TEXT, b"abcdef")
+    assert peer.raw(frame[:3]) == []
+    assert peer.framer.receive_messages(frame[3:], 0.0, room=1) is None
+    assert peer.raw(frame[3:]) == [WebSocketMessage(SID, "abcdef")]
+    assert peer.framer.receive_messages(client_frame(TEXT, b"g"), 0.0, room=1) is not None
+    # closing (our Close sent) and done: nothing is taken
+    peer.framer.send(WebSocketClose(SID, 1000, ""))
+    assert peer.framer.receive_messages(client_frame(TEXT, b"h"), 0.0, room=1) is None
+    assert peer.raw(client_frame(TEXT, b"h")) == []
+    peer.output()
+    assert peer.raw(client_frame(CLOSE, close_payload(1000))) == []  # (the app closed: it knows)
+    assert state(peer.framer) == (True, True)
+    assert peer.framer.receive_messages(client_frame(TEXT, b"i"), 0.0, room=1) is None
+
+
+MESSAGES: list[bytes | str] = [
+    "",
+    "x",
+    "héllo wörld",
+    "y" * 125,
+    "z" * 126,
+    b"",
+    b"\x00",
+    bytes(range(256)) * 300,
+]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: f"{type(m).__name__}-{len(m)}")
+def test_frame_message_is_send_and_data_to_send(deflate: bool, message: bytes | str) -> None:
+    offer = DEFLATE_OFFER if deflate else None
+    quick, plain = twin(offer=offer)
+    for _ in range(2):  # (twice: the compression context carries over)
+        frame = quick.framer.frame_message(message)
+        plain.framer.send(WebSocketMessage(SID, message))
+        assert type(frame) is bytes
+        assert frame == plain.output()
+        quick.client.receive_data(frame)
+        (event,) = quick.client.events()
+        assert isinstance(event, TextMessage | BytesMessage)
+        assert event.data == message
+
+
+def test_frame_message_after_queued_bytes() -> None:
+    peer = Peer()
+    assert peer.raw(client_frame(PING, b"p")) == []  # a pong queued, not taken yet
+    frame = peer.framer.frame_message("m")
+    assert frame is not None
+    assert [(f.opcode, f.payload) for f in server_frames(frame)] == [(PONG, b"p"), (TEXT, b"m")]
+    assert peer.output() == b""
+
+
+def test_frame_message_while_closing_is_none() -> None:
+    peer = Peer()
+    peer.framer.send(WebSocketClose(SID, 1000, ""))
+    assert peer.framer.frame_message("late") is None
+    peer.read()
+    assert peer.send(CloseConnection(1000)) == []
+    assert state(peer.framer) == (True, True)
+    assert peer.framer.frame_message("later") is None
+    # a failure's Close held for the app: the answers before it go by send()
+    held = Peer()
+    failed = held.raw(client_frame(TEXT, b"\xff"))
+    one_close(failed, 1007)
+    assert held.framer.frame_message("answer") is None
+    held.framer.send(WebSocketMessage(SID, "answer"))
+    assert [frame.opcode for frame in server_frames(held.output())] == [TEXT]

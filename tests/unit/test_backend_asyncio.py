@@ -1,0 +1,201 @@
+"""The asyncio side of ``tricorn._backend`` that the WebSocket path leans on:
+the lean event (``event_class``) and the stream's receiver hook
+(``_AsyncioStream.set_receiver``), on asyncio and uvloop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import ByteStream
+
+from tricorn import _backend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def new_event() -> anyio.Event:
+    make = _backend.event_class()
+    assert make is not None
+    return make()
+
+
+# ------------------------------------------------------------------ event
+
+
+async def test_event_set_before_and_after_wait() -> None:
+    event = new_event()
+    assert not event.is_set()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await event.wait()
+        woken.append(n)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, 1)
+        tg.start_soon(waiter, 2)
+        await anyio.sleep(0.01)
+        assert woken == []
+        event.set()
+        event.set()  # (twice: no harm)
+    assert sorted(woken) == [1, 2]
+    assert event.is_set()
+    with anyio.fail_after(1):
+        await event.wait()  # set: returns at once
+
+
+async def test_event_wait_is_a_checkpoint_when_set() -> None:
+    event = new_event()
+    event.set()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await event.wait()
+        pytest.fail("a cancelled wait on a set event returned")  # pragma: no cover
+
+
+async def test_event_cancelled_waiter_leaves_the_others_waiting() -> None:
+    """Cancelling one waiter cancels the future it awaits: the others have
+    their own and are still woken by set()."""
+    event = new_event()
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await event.wait()
+        woken.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, "a")
+        with anyio.move_on_after(0.01) as scope:
+            await event.wait()
+        assert scope.cancelled_caught
+        tg.start_soon(waiter, "b")
+        with anyio.move_on_after(0.01):
+            await event.wait()
+        await anyio.sleep(0.01)
+        assert woken == []
+        event.set()
+    assert sorted(woken) == ["a", "b"]
+
+
+async def test_event_repeated_cancelled_waits_do_not_pile_up() -> None:
+    event = new_event()
+    for _ in range(50):
+        with anyio.move_on_after(0.001):
+            await event.wait()
+    waiters = event._waiters  # type: ignore[attr-defined]
+    assert waiters is None or not isinstance(waiters, list) or len(waiters) <= 2
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(event.wait)
+        tg.start_soon(event.wait)
+        await anyio.sleep(0.01)
+        event.set()
+
+
+def test_event_class_is_none_on_trio() -> None:
+    assert anyio.run(_event_class_on_trio, backend="trio") is None
+
+
+async def _event_class_on_trio() -> object:
+    return _backend.event_class()
+
+
+# ------------------------------------------------------------------ receiver
+
+
+@asynccontextmanager
+async def wrapped_pair() -> AsyncIterator[tuple[Any, ByteStream]]:
+    """A wrapped server-side stream and the client stream connected to it."""
+    accepted: list[ByteStream] = []
+    ready = anyio.Event()
+
+    async def serve(stream: ByteStream) -> None:
+        accepted.append(stream)
+        ready.set()
+        await anyio.sleep_forever()
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            client = await anyio.connect_tcp("127.0.0.1", port)
+            await ready.wait()
+            server = _backend.wrap(accepted[0])
+            assert type(server).__name__ == "_AsyncioStream"
+            try:
+                yield server, client
+            finally:
+                await client.aclose()
+                await server.aclose()
+                tg.cancel_scope.cancel()
+
+
+async def test_receiver_takes_bytes_while_a_receive_waits() -> None:
+    async with wrapped_pair() as (server, client):
+        seen: list[bytes] = []
+
+        def receiver(data: bytes) -> bool:
+            seen.append(data)
+            return data != b"decline"
+
+        server.set_receiver(receiver)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                got: list[bytes] = []
+
+                async def reader() -> None:
+                    got.append(await server.receive())
+
+                tg.start_soon(reader)
+                await anyio.sleep(0.01)
+                await client.send(b"taken")
+                while not seen:
+                    await anyio.sleep(0.001)
+                assert seen == [b"taken"]
+                assert got == []  # the receive still waits
+                await client.send(b"decline")
+            assert got == [b"decline"]
+            assert seen == [b"taken", b"decline"]
+
+
+async def test_receiver_is_not_asked_without_a_waiting_receive() -> None:
+    """Bytes that arrive while nobody waits are buffered, in order: the
+    receiver never jumps ahead of them."""
+    async with wrapped_pair() as (server, client):
+        seen: list[bytes] = []
+
+        def receiver(data: bytes) -> bool:
+            seen.append(data)
+            return True
+
+        server.set_receiver(receiver)
+        with anyio.fail_after(5):
+            await client.send(b"first")
+            await anyio.sleep(0.05)  # arrives with no receive() waiting
+            assert seen == []
+            assert await server.receive() == b"first"
+            server.set_receiver(None)
+            async with anyio.create_task_group() as tg:
+                got: list[bytes] = []
+
+                async def reader() -> None:
+                    got.append(await server.receive())
+
+                tg.start_soon(reader)
+                await anyio.sleep(0.01)
+                await client.send(b"second")
+            assert got == [b"second"]
+            assert seen == []
