@@ -114,7 +114,27 @@ class Parsed(NamedTuple):
 
 def parse_request(raw: list[tuple[bytes, bytes]]) -> Parsed | str:
     """Validate a request header block (RFC 9113 §8.2-8.3); a reason string
-    if it is malformed."""
+    if it is malformed. A block seen lately is answered from memory (with
+    its own copy of the headers): clients repeat whole requests (polling,
+    health checks, a page's assets differ in one or two fields)."""
+    key = tuple(raw)
+    known = _REQUESTS.get(key)
+    if known is not None:
+        m, s, a, p, headers, length, urgency, incremental, te, protocol = known
+        return Parsed(m, s, a, p, list(headers), length, urgency, incremental, te, protocol)
+    parsed = _parse_request(raw)
+    if type(parsed) is Parsed:
+        if len(_REQUESTS) >= _REQUEST_MEMORY:
+            _REQUESTS.clear()
+        _REQUESTS[key] = parsed._replace(headers=list(parsed.headers))
+    return parsed
+
+
+_REQUEST_MEMORY = 256  # request blocks remembered; then the memory starts over
+_REQUESTS: dict[tuple[tuple[bytes, bytes], ...], Parsed] = {}
+
+
+def _parse_request(raw: list[tuple[bytes, bytes]]) -> Parsed | str:
     method = scheme = authority = path = None
     headers: Headers = []
     cookies: list[bytes] = []

@@ -33,6 +33,13 @@ HPACK; this module decides everything h2 leaves to its user:
   past ``max_control_frames`` the peer gets GOAWAY(ENHANCE_YOUR_CALM).
   HPACK bombs and CONTINUATION floods are bounded by h2 (header list size,
   64 CONTINUATION frames).
+* **Hot paths** around h2: a new request's HEADERS frame (END_HEADERS, no
+  padding or priority: nearly every request) is read without hyperframe
+  and h2's stream handling, making the same state changes directly; every
+  other frame, and any state out of the ordinary, goes through h2.
+  Responses are framed here (HEADERS from a cached stateless HPACK
+  encoding, DATA as views of the application's chunks) into a list of
+  parts joined once per write.
 * **Shutdown** sends GOAWAY(NO_ERROR) as a raw frame (h2's
   ``close_connection`` would stop it from processing the streams still in
   flight); the connection closes once they are done. Open WebSockets get

@@ -1526,3 +1526,24 @@ def test_chunk_split_at_the_window_and_the_frame_size() -> None:
         peer.flush()
         events = peer.read()
     assert received == body
+
+
+def test_repeated_requests_get_their_own_headers() -> None:
+    """A request block answered from memory is a fresh list each time (the
+    application may change its scope's headers)."""
+    peer = Peer()
+    (first,) = only(peer.request(1), Request)
+    peer.respond(1)
+    first.headers.append((b"x-mutated", b"1"))
+    (second,) = only(peer.request(3), Request)
+    assert second == get(3)
+    assert second.headers is not first.headers
+
+
+def test_malformed_request_refused_every_time() -> None:
+    peer = Peer(validate=False)
+    bad = [*request_headers(), (b"connection", b"close")]
+    for stream_id in (1, 3):
+        assert not only(peer.request(stream_id, bad), Request)
+        peer.read(client=False)
+        assert rst(peer, stream_id) == PROTOCOL_ERROR
