@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, TypeVar
@@ -21,7 +22,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from .errors import StartupFailure
 
-__all__ = ["BACKENDS", "clock", "run", "sendfile", "wrap"]
+__all__ = ["BACKENDS", "clock", "receive_datagrams", "run", "sendfile", "wrap"]
 
 T = TypeVar("T")
 
@@ -109,6 +110,69 @@ def clock() -> Callable[[], float]:
         import trio
 
         return trio.current_time
+
+
+_DATAGRAM_BATCH = 64  # datagrams read in a row before other work gets a turn
+
+
+async def receive_datagrams(
+    sock: socket.socket, on_datagram: Callable[[bytes, Any], None], max_size: int
+) -> None:
+    """Call ``on_datagram(data, address)`` for each datagram ``sock``
+    receives (up to ``max_size`` bytes; errors per datagram, such as ICMP
+    ones, are skipped) until cancelled. The socket is closed only after
+    this returned.
+
+    On asyncio and uvloop the loop calls a reader registered once, which
+    reads what the socket holds: no task wake-up and no change to the
+    poller per batch, as ``anyio.wait_readable`` makes. On trio a task
+    waits for readability (trio's own wait, without anyio's wrapping).
+    """
+    sock.setblocking(False)
+    receive = sock.recvfrom
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        while True:
+            for _ in range(_DATAGRAM_BATCH):
+                try:
+                    data, address = receive(max_size)
+                except BlockingIOError:
+                    await wait_readable(sock)
+                    break
+                except OSError:
+                    continue
+                on_datagram(data, address)
+            else:
+                await checkpoint()
+
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        for _ in range(_DATAGRAM_BATCH):  # (more next round: the poll is level-triggered)
+            try:
+                data, address = receive(max_size)
+            except BlockingIOError:
+                return
+            except OSError:
+                if sock.fileno() < 0 and not done.done():  # closed under us
+                    done.set_result(None)
+                    return
+                continue
+            on_datagram(data, address)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, ready)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
 
 
 def wrap(stream: ByteStream) -> ByteStream:

@@ -182,6 +182,7 @@ class Peer:
         self.cids: list[tuple[bytes, bool]] = []  # every connection_ids() change
         self.path_mtu = 65527  # the server's datagrams above this are lost on the way
         self.sizes: list[int] = []  # every datagram the server sent, in bytes
+        self.last_to_server = self.now  # when the server last got a datagram
         self.adapter = self._connect()
         self.pump()
 
@@ -250,6 +251,7 @@ class Peer:
             result = self.dispatcher.receive(data, CLIENT_ADDR, self.now)
             assert result == Routed(self.adapter)
             self._take(self.adapter.receive_datagram(data, CLIENT_ADDR, self.now))
+            self.last_to_server = self.now
         return bool(datagrams)
 
     def pump(self, *, next_events: bool = True, horizon: float = 0.2) -> list[Event]:
@@ -1203,7 +1205,7 @@ def test_idle_timeout_closes_streams_and_connection() -> None:
     stream_id = peer.request(request_headers(b"/up", b"POST"), b"a", end=False)
     peer.pump()
     assert Body(stream_id, b"a") in peer.events
-    start = peer.now
+    start = peer.last_to_server  # the idle period starts with the last datagram in
     events: list[Event] = []
     while not only(events, ConnectionClosed):
         deadline = peer.adapter.next_deadline(peer.now)
