@@ -58,6 +58,7 @@ user, and covers the places where its defaults do not suit a server:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,8 @@ from aioquic.h3 import connection as h3_connection
 from aioquic.h3.connection import (
     FrameType,
     H3Connection,
+    H3Stream,
+    HeadersState,
     MessageError,
     QpackDecompressionFailed,
     encode_frame,
@@ -190,6 +193,12 @@ class H3Settings:
 
 # QPACK's decoding error, from aioquic's own pylsqpack (the layer names aioquic only).
 _DECOMPRESSION_FAILED: type[Exception] = h3_connection.pylsqpack.DecompressionFailed  # type: ignore[attr-defined]
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
 _DATA = encode_uint_var(FrameType.DATA)  # a DATA frame's type, ahead of its length
 
 BASE_DATAGRAM_SIZE = 1200
@@ -320,9 +329,14 @@ class _Quic(QuicConnection):
     # whenever half of it is used.
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-        if stream.stream_id & 2:  # unidirectional: the peer's control and QPACK streams
-            super()._write_stream_limits(builder, space, stream)  # (ours have no limit)
-        elif stream.max_stream_data_local_sent != stream.max_stream_data_local:
+        limit = stream.max_stream_data_local
+        if stream.stream_id & 2:  # unidirectional: ours only send (no limit)
+            if not limit:
+                return
+            # The peer's control and QPACK streams: aioquic's rule (inlined).
+            if stream.receiver.highest_offset * 2 > limit:
+                limit = stream.max_stream_data_local = limit * 2
+        if stream.max_stream_data_local_sent != limit:
             buf = builder.start_frame(
                 QuicFrameType.MAX_STREAM_DATA,
                 capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
@@ -330,8 +344,8 @@ class _Quic(QuicConnection):
                 handler_args=(stream,),
             )
             buf.push_uint_var(stream.stream_id)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
+            buf.push_uint_var(limit)
+            stream.max_stream_data_local_sent = limit
 
     def _write_connection_limits(self, builder: Any, space: Any) -> None:
         max_data = self._local_max_data
@@ -398,17 +412,71 @@ class _H3(H3Connection):
         result: Headers = headers
         return result
 
+    def _receive_stream_data(self, event: quic_events.StreamDataReceived) -> list[H3Event]:
+        # aioquic's, for request streams without its context manager (three
+        # calls and a generator per packet); the others take aioquic's path.
+        stream_id = event.stream_id
+        if stream_id & 3:
+            return super()._receive_stream_data(event)
+        streams = self._stream
+        stream = streams.get(stream_id)
+        if stream is None:
+            stream = streams[stream_id] = H3Stream(stream_id)
+        try:
+            return self._receive_request_or_push_data(stream, event.data, event.end_stream)
+        finally:
+            if stream.is_ended():
+                streams.pop(stream_id, None)
+
     def _handle_request_or_push_frame(
         self, frame_type: int, frame_data: bytes | None, stream: Any, stream_ended: bool
     ) -> list[H3Event]:
         if stream.stream_id in self.malformed:
             return []  # the rest of a packet that carried a malformed request
         try:
+            if (
+                frame_type == FrameType.HEADERS
+                and stream.headers_recv_state is HeadersState.INITIAL
+                and self._quic_logger is None
+            ):
+                return self._request_head(frame_data, stream, stream_ended)
             return super()._handle_request_or_push_frame(
                 frame_type, frame_data, stream, stream_ended
             )
         except MessageError:
             return self._stream_error(stream)
+
+    def _request_head(
+        self, frame_data: bytes | None, stream: Any, stream_ended: bool
+    ) -> list[H3Event]:
+        """aioquic's handling of a request's HEADERS frame, but of its
+        checks (a loop over every byte of every field in Python) only those
+        the adapter's ``parse_request`` does not make: that makes RFC 9114
+        §4.2's (field names and values, pseudo-headers, connection-specific
+        fields, TE) for every protocol. Here: aioquic's non-empty
+        ``:authority``, and the content-length the body is checked against."""
+        headers = self._decode_headers(stream.stream_id, frame_data)
+        authority: bytes | None = None
+        for name, value in headers:
+            if name == b":authority":
+                authority = value
+            elif name == b"content-length":
+                if not value.isdigit():
+                    raise MessageError("content-length is not a non-negative integer")
+                stream.expected_content_length = int(value)
+        if not authority:
+            raise MessageError("no :authority, or an empty one")
+        if stream_ended:
+            self._check_content_length(stream)
+        stream.headers_recv_state = HeadersState.AFTER_HEADERS
+        return [
+            HeadersReceived(
+                headers=headers,
+                push_id=None,
+                stream_id=stream.stream_id,
+                stream_ended=stream_ended,
+            )
+        ]
 
     def _handle_request_or_push_end(self, stream: Any) -> list[H3Event]:
         if stream.stream_id in self.malformed:
@@ -526,6 +594,10 @@ class H3Adapter(StreamWebSockets):
         )
         quic.adapter = self
         quic.mtu_ceiling = max_datagram_size
+        if not quic._logger.isEnabledFor(logging.DEBUG):
+            # aioquic logs each stream's creation and discard at debug level:
+            # two calls through a LoggerAdapter per request, for nothing.
+            quic._logger.debug = _ignore  # type: ignore[method-assign]
         if new_cid is not None:
             quic.use_cid_factory(new_cid)
         limit = quic._local_max_streams_bidi
@@ -938,12 +1010,16 @@ class H3Adapter(StreamWebSockets):
         stream_id = event.stream_id
         if stream_id % 4 != 0:
             return  # not a client request stream (aioquic rejects those itself)
-        self._highest_request = max(self._highest_request, stream_id)
+        if stream_id > self._highest_request:
+            self._highest_request = stream_id
         if self._goaway_sent or len(self._streams) >= self.settings.max_concurrent_streams:
             self._refuse(stream_id, H3_REQUEST_REJECTED)
             return
-        size = sum(len(name) + len(value) + 32 for name, value in event.headers)
-        parsed = parse_request(event.headers)
+        raw = event.headers
+        size = 32 * len(raw)
+        for name, value in raw:
+            size += len(name) + len(value)
+        parsed = parse_request(raw)
         if isinstance(parsed, str):
             self._refuse(stream_id, H3_MESSAGE_ERROR)
             return
