@@ -27,10 +27,17 @@ user, and covers the places where its defaults do not suit a server:
   window whenever half of it is used, which lets a client push any amount
   into a server whose application does not read. Here a stream's limit is
   what the application has consumed plus ``stream_window``, and the
-  connection's limit what all have consumed plus ``connection_window``.
+  connection's limit what all have consumed plus ``connection_window``,
+  raised once the peer has used half of its credit (one MAX_STREAM_DATA
+  or MAX_DATA per half window, not one per packet).
 * **Outbound**: the response head, body and end wait in the adapter until
   the core asks for datagrams, so a small response becomes one HEADERS
   frame with FIN, and trailers end the stream without an empty DATA frame.
+  Each stream's frames go to aioquic in one write; a pending ACK rides in
+  the first packet instead of leaving alone when its delay is up. The
+  QPACK encoder keeps to the static table: a head that refers to the
+  dynamic table costs the client a decoder-stream acknowledgement (a
+  packet, and an ACK of ours) for nearly every response.
   :meth:`H3Adapter.writable` is ``False`` while a stream holds more than
   ``send_buffer`` bytes not yet acknowledged by the peer; the core makes
   the application's ``send()`` wait for the ``Writable`` that follows.

@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-One task per UDP socket (:meth:`QuicEndpoint.serve`) reads datagrams with
-plain non-blocking ``recvfrom`` calls, as many as the socket holds, then
-waits for it to be readable again. Each datagram goes to the
+Each UDP socket's datagrams are read with plain non-blocking ``recvfrom``
+calls, as many as the socket holds: on asyncio and uvloop from a reader
+callback the loop keeps registered (the backend's ``receive_datagrams``),
+on trio by a task that waits for readability between batches
+(:meth:`QuicEndpoint.serve`). Each datagram goes to the
 :class:`~tricorn.protocol.quic.QuicDispatcher`, which routes it by
 destination connection ID to a :class:`QuicConnection`, answers it
 (Version Negotiation, Retry) or drops it, or admits a new client.
@@ -20,6 +22,15 @@ control task keeps the connection's one deadline (aioquic's timer, the
 WebSockets' timers) like any connection's: one cancel scope per sleep,
 no task per datagram. Streams, ASGI calls, backpressure and graceful
 shutdown are the core's, unchanged.
+
+Flushes are per round, not per response: after a batch of input that
+opened requests the read loop does not flush (their responses follow, and
+the ACK and QPACK acknowledgements the input owes ride with them; the ACK
+timer flushes if the application is slow), and a response's last send
+only queues its events and wakes the read loop, which flushes once every
+stream woken in the same round has queued its own: a round of small
+responses is one ``datagrams_to_send`` and mostly one datagram, with no
+task switch per response.
 
 Nothing one connection does can end the endpoint: the dispatcher's
 decisions are plain lookups, and an error inside a connection ends that
