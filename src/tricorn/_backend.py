@@ -147,6 +147,8 @@ async def receive_datagrams(
                     await wait_readable(sock)
                     break
                 except OSError:
+                    if sock.fileno() < 0:
+                        return  # closed under us
                     continue
                 on_datagram(data, address)
             else:

@@ -255,6 +255,7 @@ class QuicConnection(Connection):
             if not events:
                 if not inbox:
                     if self._flush_due:
+                        self._flush_due = False
                         await self._flush()
                         continue
                     self._set_deadline(adapter.next_deadline(now))
