@@ -23,7 +23,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from .errors import StartupFailure
 
-__all__ = ["BACKENDS", "clock", "event_class", "run", "sendfile", "wrap"]
+__all__ = ["BACKENDS", "clock", "event_class", "receive_datagrams", "run", "sendfile", "wrap"]
 
 T = TypeVar("T")
 
@@ -201,6 +201,71 @@ class _AsyncioEvent:
         else:
             self._waiters = [waiters, future]
         await future
+
+
+_DATAGRAM_BATCH = 64  # datagrams read in a row before other work gets a turn
+
+
+async def receive_datagrams(
+    sock: socket.socket, on_datagram: Callable[[bytes, Any], None], max_size: int
+) -> None:
+    """Call ``on_datagram(data, address)`` for each datagram ``sock``
+    receives (up to ``max_size`` bytes; errors per datagram, such as ICMP
+    ones, are skipped) until cancelled. The socket is closed only after
+    this returned.
+
+    On asyncio and uvloop the loop calls a reader registered once, which
+    reads what the socket holds: no task wake-up and no change to the
+    poller per batch, as ``anyio.wait_readable`` makes. On trio a task
+    waits for readability (trio's own wait, without anyio's wrapping).
+    """
+    sock.setblocking(False)
+    receive = sock.recvfrom
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        while True:
+            for _ in range(_DATAGRAM_BATCH):
+                try:
+                    data, address = receive(max_size)
+                except BlockingIOError:
+                    await wait_readable(sock)
+                    break
+                except OSError:
+                    if sock.fileno() < 0:
+                        return  # closed under us
+                    continue
+                on_datagram(data, address)
+            else:
+                await checkpoint()
+
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        for _ in range(_DATAGRAM_BATCH):  # (more next round: the poll is level-triggered)
+            try:
+                data, address = receive(max_size)
+            except BlockingIOError:
+                return
+            except OSError:
+                if sock.fileno() < 0 and not done.done():  # closed under us
+                    done.set_result(None)
+                    return
+                continue
+            on_datagram(data, address)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, ready)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
 
 
 def wrap(stream: ByteStream) -> ByteStream:

@@ -27,10 +27,17 @@ user, and covers the places where its defaults do not suit a server:
   window whenever half of it is used, which lets a client push any amount
   into a server whose application does not read. Here a stream's limit is
   what the application has consumed plus ``stream_window``, and the
-  connection's limit what all have consumed plus ``connection_window``.
+  connection's limit what all have consumed plus ``connection_window``,
+  raised once the peer has used half of its credit (one MAX_STREAM_DATA
+  or MAX_DATA per half window, not one per packet).
 * **Outbound**: the response head, body and end wait in the adapter until
   the core asks for datagrams, so a small response becomes one HEADERS
   frame with FIN, and trailers end the stream without an empty DATA frame.
+  Each stream's frames go to aioquic in one write; a pending ACK rides in
+  the first packet instead of leaving alone when its delay is up. The
+  QPACK encoder keeps to the static table: a head that refers to the
+  dynamic table costs the client a decoder-stream acknowledgement (a
+  packet, and an ACK of ours) for nearly every response.
   :meth:`H3Adapter.writable` is ``False`` while a stream holds more than
   ``send_buffer`` bytes not yet acknowledged by the peer; the core makes
   the application's ``send()`` wait for the ``Writable`` that follows.
@@ -58,18 +65,33 @@ user, and covers the places where its defaults do not suit a server:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aioquic._buffer import Buffer
 from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import FrameType, H3Connection, MessageError, encode_frame
+from aioquic.h3 import connection as h3_connection
+from aioquic.h3.connection import (
+    FrameType,
+    H3Connection,
+    H3Stream,
+    HeadersState,
+    MessageError,
+    QpackDecompressionFailed,
+    encode_frame,
+)
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import NoAvailablePushIDError
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import (
+    CONNECTION_LIMIT_FRAME_CAPACITY,
+    MAX_STREAM_DATA_FRAME_CAPACITY,
+    QuicConnection,
+    QuicConnectionState,
+)
 from aioquic.quic.packet import QuicFrameType, QuicPacketType, pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.tls import Epoch
@@ -175,6 +197,16 @@ class H3Settings:
     max_queued_messages: int = 10
     websocket: WSSettings = WSSettings()  # noqa: RUF009 - frozen: one shared default
 
+
+# QPACK's decoding error, from aioquic's own pylsqpack (the layer names aioquic only).
+_DECOMPRESSION_FAILED: type[Exception] = h3_connection.pylsqpack.DecompressionFailed  # type: ignore[attr-defined]
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+_DATA = encode_uint_var(FrameType.DATA)  # a DATA frame's type, ahead of its length
 
 BASE_DATAGRAM_SIZE = 1200
 """The datagram size every QUIC path carries (RFC 9000 §14): where each
@@ -297,34 +329,46 @@ class _Quic(QuicConnection):
             for connection_id in self._host_cids[issued:]:
                 connection_id.cid = self.new_cid()
 
+    # ------------------------------------------------------------ receive credit
+    # Both run for every packet built (the stream one for every stream):
+    # they only write what the adapter decided (H3Adapter._credit_stream,
+    # _credit_connection), never aioquic's rule, which doubles a limit
+    # whenever half of it is used.
+
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-        target = self.adapter._stream_credit(stream.stream_id)
-        if target is None:  # control and QPACK streams: aioquic's rule
-            super()._write_stream_limits(builder, space, stream)
-            return
-        if target > stream.max_stream_data_local:
-            stream.max_stream_data_local = target
-        receiver = stream.receiver
-        highest = receiver.highest_offset
-        # Keep aioquic from doubling: its rule fires when more than half of
-        # the limit is used. (Restored at once: nothing else runs between.)
-        receiver.highest_offset = min(highest, stream.max_stream_data_local // 2)
-        try:
-            super()._write_stream_limits(builder, space, stream)
-        finally:
-            receiver.highest_offset = highest
+        limit = stream.max_stream_data_local
+        if stream.stream_id & 2:  # unidirectional: ours only send (no limit)
+            if not limit:
+                return
+            # The peer's control and QPACK streams: aioquic's rule (inlined).
+            if stream.receiver.highest_offset * 2 > limit:
+                limit = stream.max_stream_data_local = limit * 2
+        if stream.max_stream_data_local_sent != limit:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(limit)
+            stream.max_stream_data_local_sent = limit
 
     def _write_connection_limits(self, builder: Any, space: Any) -> None:
-        limit = self._local_max_data
-        target = limit.used - self.adapter._held + self.adapter.settings.connection_window
-        if target > limit.value:
-            limit.value = target
-        used = limit.used
-        limit.used = min(used, limit.value // 2)  # no doubling (see above)
-        try:
-            super()._write_connection_limits(builder, space)
-        finally:
-            limit.used = used
+        max_data = self._local_max_data
+        for limit in (max_data, self._local_max_streams_bidi, self._local_max_streams_uni):
+            if limit.value == limit.sent:
+                continue
+            if limit is not max_data and limit.sent - limit.used >= limit.value - limit.sent:
+                continue  # aioquic's batching of MAX_STREAMS: the peer has plenty left
+            buf = builder.start_frame(
+                limit.frame_type,
+                capacity=CONNECTION_LIMIT_FRAME_CAPACITY,
+                handler=self._on_connection_limit_delivery,
+                handler_args=(limit,),
+            )
+            buf.push_uint_var(limit.value)
+            limit.sent = limit.value
 
 
 class _H3(H3Connection):
@@ -333,17 +377,113 @@ class _H3(H3Connection):
 
     malformed: list[int]
 
+    def _handle_control_frame(self, frame_type: int, frame_data: bytes) -> None:
+        if frame_type != FrameType.SETTINGS:
+            super()._handle_control_frame(frame_type, frame_data)
+            return
+        # Our QPACK encoder keeps to the static table (RFC 9204 allows any
+        # dynamic table capacity up to the peer's maximum, 0 included): a
+        # response head that refers to the dynamic table must be
+        # acknowledged on the client's decoder stream, a packet of its own
+        # (and one more ACK of ours) for nearly every response.
+        encoder = self._encoder
+        self._encoder = _StaticTableOnly(encoder)  # type: ignore[assignment]
+        try:
+            super()._handle_control_frame(frame_type, frame_data)
+        finally:
+            self._encoder = encoder
+
+    def _encode_headers(self, stream_id: int, headers: Headers) -> bytes:
+        encoder, frame_data = self._encoder.encode(stream_id, headers)
+        if encoder:  # (never: the static table only, see above)
+            assert self._local_encoder_stream_id is not None
+            self._encoder_bytes_sent += len(encoder)
+            self._quic.send_stream_data(self._local_encoder_stream_id, encoder)
+        frame: bytes = frame_data
+        return frame
+
+    def _decode_headers(self, stream_id: int, frame_data: bytes | None) -> Headers:
+        # aioquic's, without writing nothing to the decoder stream when the
+        # header block needs no acknowledgement.
+        try:
+            if frame_data is None:
+                decoder, headers = self._decoder.resume_header(stream_id)
+            else:
+                decoder, headers = self._decoder.feed_header(stream_id, frame_data)
+        except _DECOMPRESSION_FAILED as exc:
+            raise QpackDecompressionFailed() from exc
+        if decoder:
+            assert self._local_decoder_stream_id is not None
+            self._decoder_bytes_sent += len(decoder)
+            self._quic.send_stream_data(self._local_decoder_stream_id, decoder)
+        result: Headers = headers
+        return result
+
+    def _receive_stream_data(self, event: quic_events.StreamDataReceived) -> list[H3Event]:
+        # aioquic's, for request streams without its context manager (three
+        # calls and a generator per packet); the others take aioquic's path.
+        stream_id = event.stream_id
+        if stream_id & 3:
+            return super()._receive_stream_data(event)
+        streams = self._stream
+        stream = streams.get(stream_id)
+        if stream is None:
+            stream = streams[stream_id] = H3Stream(stream_id)
+        try:
+            return self._receive_request_or_push_data(stream, event.data, event.end_stream)
+        finally:
+            if stream.is_ended():
+                streams.pop(stream_id, None)
+
     def _handle_request_or_push_frame(
         self, frame_type: int, frame_data: bytes | None, stream: Any, stream_ended: bool
     ) -> list[H3Event]:
         if stream.stream_id in self.malformed:
             return []  # the rest of a packet that carried a malformed request
         try:
+            if (
+                frame_type == FrameType.HEADERS
+                and stream.headers_recv_state is HeadersState.INITIAL
+                and self._quic_logger is None
+            ):
+                return self._request_head(frame_data, stream, stream_ended)
             return super()._handle_request_or_push_frame(
                 frame_type, frame_data, stream, stream_ended
             )
         except MessageError:
             return self._stream_error(stream)
+
+    def _request_head(
+        self, frame_data: bytes | None, stream: Any, stream_ended: bool
+    ) -> list[H3Event]:
+        """aioquic's handling of a request's HEADERS frame, but of its
+        checks (a loop over every byte of every field in Python) only those
+        the adapter's ``parse_request`` does not make: that makes RFC 9114
+        §4.2's (field names and values, pseudo-headers, connection-specific
+        fields, TE) for every protocol. Here: aioquic's non-empty
+        ``:authority``, and the content-length the body is checked against."""
+        headers = self._decode_headers(stream.stream_id, frame_data)
+        authority: bytes | None = None
+        for name, value in headers:
+            if name == b":authority":
+                authority = value
+            elif name == b"content-length":
+                if not value.isdigit():
+                    raise MessageError("content-length is not a non-negative integer")
+                stream.expected_content_length = int(value)
+        if not authority:
+            raise MessageError("no :authority, or an empty one")
+        if stream_ended:
+            self._check_content_length(stream)
+        stream.headers_recv_state = HeadersState.AFTER_HEADERS
+        return [
+            HeadersReceived(
+                headers=headers,
+                push_id=None,
+                stream_id=stream.stream_id,
+                stream_ended=stream_ended,
+            )
+        ]
 
     def _handle_request_or_push_end(self, stream: Any) -> list[H3Event]:
         if stream.stream_id in self.malformed:
@@ -361,6 +501,17 @@ class _H3(H3Connection):
         return []
 
 
+class _StaticTableOnly:
+    """Stands in for the QPACK encoder while the peer's SETTINGS are applied."""
+
+    def __init__(self, encoder: Any) -> None:
+        self._encoder = encoder
+
+    def apply_settings(self, max_table_capacity: int, blocked_streams: int) -> bytes:
+        result: bytes = self._encoder.apply_settings(0, 0)
+        return result
+
+
 class _Stream:
     """One request stream (or pushed response) as the adapter sees it."""
 
@@ -375,7 +526,6 @@ class _Stream:
         "no_body",
         "pending",
         "pushed",
-        "received",
         "scheme",
         "started",
         "trailers",
@@ -400,7 +550,6 @@ class _Stream:
         self.want_end = False
         self.ended_out = False  # our side is complete (or reset)
         self.ended_in = False  # the request side is complete
-        self.received = 0  # QUIC stream bytes handed to the HTTP/3 layer
         self.held = 0  # body bytes the application has not consumed yet
         self.waiting = False  # a send() waits for Writable
         self.pushed = False
@@ -452,6 +601,10 @@ class H3Adapter(StreamWebSockets):
         )
         quic.adapter = self
         quic.mtu_ceiling = max_datagram_size
+        if not quic._logger.isEnabledFor(logging.DEBUG):
+            # aioquic logs each stream's creation and discard at debug level:
+            # two calls through a LoggerAdapter per request, for nothing.
+            quic._logger.debug = _ignore  # type: ignore[method-assign]
         if new_cid is not None:
             quic.use_cid_factory(new_cid)
         limit = quic._local_max_streams_bidi
@@ -479,6 +632,9 @@ class H3Adapter(StreamWebSockets):
         self._now = now
         self._aborted = 0  # streams aborted in the current second (rapid reset)
         self._aborted_since = now
+        self._timer: float | None = None  # aioquic's, as last asked
+        self._timer_stale = True  # ... and something happened since
+        self._app_space: Any = None  # the 1-RTT packet space, once the handshake is done
 
     # ------------------------------------------------------------ contract
 
@@ -503,6 +659,7 @@ class H3Adapter(StreamWebSockets):
         if self._close_reported:
             return []
         self._now = now
+        self._timer_stale = True
         self._quic.receive_datagram(data, addr, now)
         return self._process()
 
@@ -510,6 +667,12 @@ class H3Adapter(StreamWebSockets):
         """The UDP payloads to send now, each with its destination."""
         if self._sending:
             self._pump()
+            space = self._app_space
+            if space is not None and space.ack_at is not None:
+                # A response goes out: the ACK it owes rides along now
+                # instead of leaving on its own when its delay is up.
+                space.ack_at = now
+        self._timer_stale = True
         return self._quic.datagrams_to_send(now)
 
     def connection_ids(self) -> list[tuple[bytes, bool]]:
@@ -539,7 +702,13 @@ class H3Adapter(StreamWebSockets):
         return False
 
     def next_deadline(self, now: float) -> float | None:
-        deadline = self._quic.get_timer()
+        # aioquic's timer moves only when datagrams come in or go out or
+        # when it fires: asked far more often than that (every wait and
+        # every stream's end), it is computed once per change.
+        if self._timer_stale:
+            self._timer = self._quic.get_timer()
+            self._timer_stale = False
+        deadline = self._timer
         for stream in self._websockets.values():
             assert stream.ws is not None
             due = stream.ws.next_deadline(now)
@@ -559,6 +728,7 @@ class H3Adapter(StreamWebSockets):
         timer = self._quic.get_timer()
         if timer is not None and now >= timer:
             self._quic.handle_timer(now)
+        self._timer_stale = True
         return events + self._process()
 
     def begin_shutdown(self) -> list[Event]:
@@ -630,9 +800,9 @@ class H3Adapter(StreamWebSockets):
                 self._reset(stream_id, stream, _FROM_H2.get(event.error_code, H3_INTERNAL_ERROR))
 
     def _pump(self) -> None:
-        """Frame what the streams queued: heads, body, trailers, ends."""
-        h3 = self._h3
-        quic = self._quic
+        """Frame what the streams queued: heads, body, trailers, ends; each
+        stream's frames go to aioquic in one write (a small response is one
+        STREAM frame with FIN)."""
         sending, self._sending = self._sending, {}
         for stream_id, stream in sending.items():
             if stream.ended_out:
@@ -640,41 +810,46 @@ class H3Adapter(StreamWebSockets):
             for head in stream.informational:
                 self._send_informational(stream_id, head)
             stream.informational.clear()
-            end = stream.want_end
+            parts: list[bytes] = []
             if stream.head is not None:
                 head, stream.head = stream.head, None
                 stream.started = True
-                bare = end and stream.trailers is None and (not stream.pending or stream.no_body)
-                h3.send_headers(stream_id, head, end_stream=bare)
-                if bare:
+                parts.append(self._headers_frame(stream_id, head))
+                if stream.no_body:
                     stream.pending.clear()
-                    self._finish_out(stream_id, stream)
-                    continue
-            if not stream.started:
+            elif not stream.started:
                 continue  # body before the head: held until it comes
             if stream.pending:
                 chunks, stream.pending = stream.pending, []
-                last = len(chunks) - 1
-                for i, chunk in enumerate(chunks):
-                    fin = end and i == last and stream.trailers is None
-                    h3.send_data(stream_id, chunk, end_stream=fin)
-                if end and stream.trailers is None:
-                    self._finish_out(stream_id, stream)
-                    continue
+                for chunk in chunks:
+                    parts.append(_DATA + encode_uint_var(len(chunk)))
+                    parts.append(chunk)
+            end = stream.want_end
+            if end and stream.trailers is not None:
+                parts.append(self._headers_frame(stream_id, stream.trailers))
+            if parts or end:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                self._quic.send_stream_data(stream_id, data, end)
             if end:
-                if stream.trailers is not None:
-                    h3.send_headers(stream_id, stream.trailers, end_stream=True)
-                else:
-                    quic.send_stream_data(stream_id, b"", end_stream=True)
                 self._finish_out(stream_id, stream)
+
+    def _headers_frame(self, stream_id: int, head: Headers) -> bytes:
+        return encode_frame(FrameType.HEADERS, self._h3._encode_headers(stream_id, head))
 
     def _send_informational(self, stream_id: int, head: Headers) -> None:
         """A 1xx head: a HEADERS frame that leaves the stream's state alone."""
-        block = self._h3._encode_headers(stream_id, head)
-        self._quic.send_stream_data(stream_id, encode_frame(FrameType.HEADERS, block))
+        self._quic.send_stream_data(stream_id, self._headers_frame(stream_id, head))
 
     def _finish_out(self, stream_id: int, stream: _Stream) -> None:
         stream.ended_out = True
+        # The frames went to aioquic past its HTTP/3 layer: its stream state
+        # learns of the end here (and is dropped once both sides are over).
+        h3_streams = self._h3._stream
+        h3_stream = h3_streams.get(stream_id)
+        if h3_stream is not None:
+            h3_stream.sending_ended = True
+            if h3_stream.is_ended():
+                del h3_streams[stream_id]
         if stream.ended_in or stream.pushed:
             self._forget(stream_id, stream)
         else:
@@ -687,8 +862,10 @@ class H3Adapter(StreamWebSockets):
         self._streams.pop(stream_id, None)
         self._websockets.pop(stream_id, None)
         self._sending.pop(stream_id, None)
-        self._held -= stream.held
-        stream.held = 0
+        if stream.held:
+            self._held -= stream.held
+            stream.held = 0
+            self._credit_connection()
         if not stream.pushed:
             self._mark_over(stream_id)
 
@@ -764,20 +941,21 @@ class H3Adapter(StreamWebSockets):
         events: list[Event] = []
         quic = self._quic
         h3 = self._h3
+        over = self._over
+        touched: list[int] = []  # request streams that got data
         while (event := quic.next_event()) is not None:
             kind = type(event)
             if kind is quic_events.StreamDataReceived:
                 assert isinstance(event, quic_events.StreamDataReceived)
                 stream_id = event.stream_id
-                if stream_id in self._over:
+                if stream_id in over:
                     continue  # a stream we are done with: dropped, not an error
-                stream = self._streams.get(stream_id)
-                if stream is not None:
-                    stream.received += len(event.data)
                 for h3_event in h3.handle_event(event):
                     self._dispatch(h3_event, events)
                 if h3.malformed:
                     self._on_malformed(events)
+                if not stream_id & 2:
+                    touched.append(stream_id)
             elif kind is quic_events.StreamReset or kind is quic_events.StopSendingReceived:
                 assert isinstance(event, (quic_events.StreamReset, quic_events.StopSendingReceived))
                 self._on_reset(event.stream_id, event.error_code, events)
@@ -792,6 +970,7 @@ class H3Adapter(StreamWebSockets):
                 assert isinstance(event, quic_events.HandshakeCompleted)
                 self.peer.alpn = event.alpn_protocol
                 self.peer.handshake_done = True
+                self._app_space = quic._spaces[Epoch.ONE_RTT]
                 if self._shutdown and not self._goaway_sent:
                     self._send_goaway()
             elif kind is quic_events.ConnectionTerminated:
@@ -802,6 +981,13 @@ class H3Adapter(StreamWebSockets):
             # peer's, ours): CONNECTION_CLOSE goes out with the next flush.
             self._closing = True
             events += self._close_all("QUIC connection closing")
+        if touched:
+            streams = self._streams
+            for stream_id in touched:
+                stream = streams.get(stream_id)
+                if stream is not None:
+                    self._credit_stream(stream_id, stream)
+        self._credit_connection()
         self._check_writable(events)
         return events
 
@@ -811,6 +997,8 @@ class H3Adapter(StreamWebSockets):
             if stream.waiting and self._unacked(stream_id, stream) <= limit:
                 stream.waiting = False
                 events.append(Writable(stream_id))
+        for stream_id, stream in self._websockets.items():
+            self._credit_stream(stream_id, stream)  # its backlog may have been acknowledged
 
     def _dispatch(self, event: H3Event, events: list[Event]) -> None:
         kind = type(event)
@@ -829,12 +1017,16 @@ class H3Adapter(StreamWebSockets):
         stream_id = event.stream_id
         if stream_id % 4 != 0:
             return  # not a client request stream (aioquic rejects those itself)
-        self._highest_request = max(self._highest_request, stream_id)
+        if stream_id > self._highest_request:
+            self._highest_request = stream_id
         if self._goaway_sent or len(self._streams) >= self.settings.max_concurrent_streams:
             self._refuse(stream_id, H3_REQUEST_REJECTED)
             return
-        size = sum(len(name) + len(value) + 32 for name, value in event.headers)
-        parsed = parse_request(event.headers)
+        raw = event.headers
+        size = 32 * len(raw)
+        for name, value in raw:
+            size += len(name) + len(value)
+        parsed = parse_request(raw)
         if isinstance(parsed, str):
             self._refuse(stream_id, H3_MESSAGE_ERROR)
             return
@@ -963,33 +1155,54 @@ class H3Adapter(StreamWebSockets):
                 self._ws_out(stream_id, stream)
                 return
             stream.ws_queued -= 1
+            self._credit_stream(stream_id, stream)
             return
         amount = min(amount, stream.held)
         stream.held -= amount
         self._held -= amount
+        self._credit_stream(stream_id, stream)
+        self._credit_connection()
 
-    def _stream_credit(self, stream_id: int) -> int | None:
-        """The MAX_STREAM_DATA a request stream may have now (``None``: not
-        a stream whose credit the adapter keeps)."""
-        stream = self._streams.get(stream_id)
+    def _credit_stream(self, stream_id: int, stream: _Stream) -> None:
+        """Raise a request stream's MAX_STREAM_DATA to what the application
+        consumed plus ``stream_window`` (a WebSocket's: what arrived plus the
+        window, unless its application lags behind), once the peer has used
+        half of its credit: one update per half window, not one per packet.
+        A stream not (or no longer) in ``_streams`` keeps the initial window:
+        a request whose head is still arriving cannot grow it."""
+        quic_stream = self._quic._streams.get(stream_id)
+        if quic_stream is None or stream.pushed:
+            return
         window = self.settings.stream_window
-        if stream is None:
-            # A request whose head is still arriving, or one we are done
-            # with: no more than the initial window, ever (aioquic would
-            # double it as a large HEADERS frame fills it).
-            return window if stream_id % 4 == 0 else None
-        if stream.pushed:  # (a pushed stream only sends)
-            return None
+        limit = quic_stream.max_stream_data_local
+        receiver = quic_stream.receiver
+        if 2 * (limit - receiver.highest_offset) > window:
+            return  # the peer has more than half a window left
+        received = receiver._buffer_start  # handed to the HTTP/3 layer
         if stream.ws is not None:
             if (
                 stream.ws_queued >= self.settings.max_queued_messages
                 or self._unacked(stream_id, stream) > _WS_BACKLOG
             ):
-                window = 0  # hold the peer: no more credit for now
-            return stream.received + window
-        h3_stream = self._h3._stream.get(stream_id)
-        buffered = len(h3_stream.buffer) if h3_stream is not None else 0
-        return stream.received - stream.held - buffered + window
+                return  # hold the peer: no more credit for now
+            target = received + window
+        else:
+            h3_stream = self._h3._stream.get(stream_id)
+            buffered = len(h3_stream.buffer) if h3_stream is not None else 0
+            target = received - stream.held - buffered + window
+        if target > limit:
+            quic_stream.max_stream_data_local = target
+
+    def _credit_connection(self) -> None:
+        """The same for MAX_DATA: what all streams' applications consumed
+        plus ``connection_window``, once the peer has used half its credit."""
+        limit = self._quic._local_max_data
+        window = self.settings.connection_window
+        if 2 * (limit.value - limit.used) > window:
+            return
+        target = limit.used - self._held + window
+        if target > limit.value:
+            limit.value = target
 
     # ------------------------------------------------------------ WebSocket
 
@@ -1003,6 +1216,10 @@ class H3Adapter(StreamWebSockets):
         # Its early DATA was held as body; from now on messages are counted.
         self._held -= stream.held
         stream.held = 0
+        self._credit_connection()
+
+    def _ws_credit(self, stream_id: int, stream: _Stream) -> None:
+        self._credit_stream(stream_id, stream)
 
     # ------------------------------------------------------------ closing
 

@@ -171,7 +171,7 @@ class QuicDispatcher:
     ) -> None:
         self.configuration = configuration
         self.settings = h3
-        self._routes: dict[bytes, Any] = {}
+        self._routes: dict[bytes, Routed] = {}
         self._versions = frozenset(configuration.supported_versions)
         self._retry = QuicRetryTokenHandler() if quic.retry else None
         self._new_cid = cid_factory(*quic.worker)
@@ -183,7 +183,7 @@ class QuicDispatcher:
 
     def add(self, cid: bytes, owner: Any) -> None:
         """Route datagrams for ``cid`` to ``owner``."""
-        self._routes[cid] = owner
+        self._routes[cid] = Routed(owner)
 
     def remove(self, cid: bytes) -> None:
         """Forget ``cid`` (retired, or its connection ended)."""
@@ -191,7 +191,13 @@ class QuicDispatcher:
 
     def receive(self, data: bytes, addr: Any, now: float) -> Routed | Reply | NewConnection | None:
         """Decide what to do with one datagram from ``addr``."""
-        if data[:1] and data[0] & 0x80 and len(data) >= 7:  # a long header
+        if not data:
+            return None
+        if not data[0] & 0x80:
+            # A short header (nearly every datagram): its connection or
+            # nothing; the connection checks the rest of the header.
+            return self._routes.get(data[1 : 1 + CID_LENGTH])
+        if len(data) >= 7:  # a long header
             version = int.from_bytes(data[1:5], "big")
             if version not in self._versions:
                 return self._negotiate(data, version)
@@ -199,9 +205,9 @@ class QuicDispatcher:
             header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
         except ValueError:
             return None  # not QUIC, or truncated
-        owner = self._routes.get(header.destination_cid)
-        if owner is not None:
-            return Routed(owner)
+        routed = self._routes.get(header.destination_cid)
+        if routed is not None:
+            return routed
         if (
             header.packet_type != QuicPacketType.INITIAL
             or len(data) < _MIN_INITIAL

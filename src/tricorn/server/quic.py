@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-One task per UDP socket (:meth:`QuicEndpoint.serve`) reads datagrams with
-plain non-blocking ``recvfrom`` calls, as many as the socket holds, then
-waits for it to be readable again. Each datagram goes to the
+Each UDP socket's datagrams are read with plain non-blocking ``recvfrom``
+calls, as many as the socket holds: on asyncio and uvloop from a reader
+callback the loop keeps registered (the backend's ``receive_datagrams``),
+on trio by a task that waits for readability between batches
+(:meth:`QuicEndpoint.serve`). Each datagram goes to the
 :class:`~tricorn.protocol.quic.QuicDispatcher`, which routes it by
 destination connection ID to a :class:`QuicConnection`, answers it
 (Version Negotiation, Retry) or drops it, or admits a new client.
@@ -20,6 +22,15 @@ control task keeps the connection's one deadline (aioquic's timer, the
 WebSockets' timers) like any connection's: one cancel scope per sleep,
 no task per datagram. Streams, ASGI calls, backpressure and graceful
 shutdown are the core's, unchanged.
+
+Flushes are per round, not per response: after a batch of input that
+opened requests the read loop does not flush (their responses follow, and
+the ACK and QPACK acknowledgements the input owes ride with them; the ACK
+timer flushes if the application is slow), and a response's last send
+only queues its events and wakes the read loop, which flushes once every
+stream woken in the same round has queued its own: a round of small
+responses is one ``datagrams_to_send`` and mostly one datagram, with no
+task switch per response.
 
 Nothing one connection does can end the endpoint: the dispatcher's
 decisions are plain lookups, and an error inside a connection ends that
@@ -37,11 +48,13 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
-from ..protocol.events import ConnectionInfo, Event
+from ..errors import ClientDisconnected
+from ..protocol.events import ConnectionInfo, EndData, Event, Request, Trailers
 from ..protocol.http3 import H3Adapter
 from ..protocol.quic import NewConnection, QuicDispatcher, Reply, Routed
 from .connection import Connection
 from .context import DefaultHeaders, ServerContext
+from .streams import Stream
 
 __all__ = ["QuicConnection", "QuicEndpoint"]
 
@@ -87,9 +100,20 @@ class QuicEndpoint:
     async def serve(self, connections: TaskGroup) -> None:
         """Receive until cancelled or closed; connections run in ``connections``."""
         sock = self.sock
+        clock = self.ctx.clock
+        # The backend's receiver when the process layer gave one (a reader
+        # callback on asyncio); else a task waiting for readability.
+        receive_datagrams = getattr(self.ctx.io, "receive_datagrams", None)
+        if receive_datagrams is not None:
+            datagram = self._datagram
+
+            def on_datagram(data: bytes, addr: Any) -> None:
+                datagram(data, addr, clock(), connections)
+
+            await receive_datagrams(sock, on_datagram, _MAX_DATAGRAM)
+            return
         sock.setblocking(False)
         receive = sock.recvfrom
-        clock = self.ctx.clock
         while not self._closed:
             try:
                 data, addr = receive(_MAX_DATAGRAM)
@@ -193,6 +217,8 @@ class QuicConnection(Connection):
         self._inbox: deque[tuple[bytes, Any]] = deque()
         self._arrived: anyio.Event | None = None
         self._routes: set[bytes] = set()
+        self._hold = False  # the read loop's flush waits for the responses
+        self._flush_due = False  # a response was queued: the read loop flushes
 
     def feed(self, data: bytes, addr: Any) -> None:
         """A datagram for this connection (called by the endpoint)."""
@@ -228,6 +254,10 @@ class QuicConnection(Connection):
             events: list[Event] = adapter.next_events(now)
             if not events:
                 if not inbox:
+                    if self._flush_due:
+                        self._flush_due = False
+                        await self._flush()
+                        continue
                     self._set_deadline(adapter.next_deadline(now))
                     self._arrived = self.new_event()
                     await self._arrived.wait()
@@ -240,12 +270,24 @@ class QuicConnection(Connection):
                     data, addr = inbox.popleft()
                     events += adapter.receive_datagram(data, addr, now)
                 self.sync_routes()
+                for event in events:
+                    if type(event) is Request:
+                        # Its response flushes soon: what this input owes
+                        # (its ACK, QPACK acknowledgements, credit) goes
+                        # out with it, not in a datagram of its own. (If
+                        # the app is slow, the ACK timer flushes.)
+                        self._hold = True
+                        break
             if await self._handle(events):
                 return
 
     async def _flush(self) -> bool:
         if self._closed:
             return False
+        if self._hold:
+            self._hold = False
+            return True
+        self._flush_due = False
         adapter = self.adapter
         now = self._clock()
         sendto = self._endpoint.sendto
@@ -254,6 +296,34 @@ class QuicConnection(Connection):
         self._written = self._queued
         self._set_deadline(adapter.next_deadline(now))
         return True
+
+    async def send_events(self, events: tuple[Event, ...], stream: Stream) -> None:
+        """A response's last events (the whole of a small one) are queued in
+        the adapter and the read loop flushes them once every stream woken
+        with this one has had its turn: one flush (and mostly one datagram)
+        for the responses of a round, no task switch per response. (Its
+        task yields anyway when it returns. Other sends take the core's
+        path: a checkpoint, then a flush.)"""
+        last = type(events[-1])
+        if (last is not EndData and last is not Trailers) or stream.websocket:
+            await super().send_events(events, stream)
+            return
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        adapter = self.adapter
+        try:
+            for event in events:
+                adapter.send(event)
+        finally:
+            self._wake()
+            if not self._flush_due:
+                self._flush_due = True
+                if self._arrived is not None:
+                    self._arrived.set()
+        while not adapter.writable(stream.stream_id):
+            await stream.wait_writable()
+            if self._closed:
+                raise ClientDisconnected("the connection is closed")
 
     async def _terminate(self) -> None:
         await super()._terminate()

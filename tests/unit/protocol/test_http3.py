@@ -182,6 +182,7 @@ class Peer:
         self.cids: list[tuple[bytes, bool]] = []  # every connection_ids() change
         self.path_mtu = 65527  # the server's datagrams above this are lost on the way
         self.sizes: list[int] = []  # every datagram the server sent, in bytes
+        self.last_to_server = self.now  # when the server last got a datagram
         self.adapter = self._connect()
         self.pump()
 
@@ -250,6 +251,7 @@ class Peer:
             result = self.dispatcher.receive(data, CLIENT_ADDR, self.now)
             assert result == Routed(self.adapter)
             self._take(self.adapter.receive_datagram(data, CLIENT_ADDR, self.now))
+            self.last_to_server = self.now
         return bool(datagrams)
 
     def pump(self, *, next_events: bool = True, horizon: float = 0.2) -> list[Event]:
@@ -662,6 +664,46 @@ def test_several_streams_in_parallel() -> None:
     assert peer.answer(second).body == b"two"
 
 
+# ------------------------------------------------------------------ packets per request
+
+
+def test_a_prompt_response_carries_the_ack_of_its_request() -> None:
+    peer = Peer()
+    round_trip(peer)
+    stream_id = peer.request()
+    assert peer.client_to_server()  # the request, in one datagram
+    peer.adapter.send(Response(stream_id, 200, []))
+    peer.adapter.send(Data(stream_id, b"ok"))
+    peer.adapter.send(EndData(stream_id))
+    sizes = len(peer.sizes)
+    assert peer.server_to_client()
+    assert len(peer.sizes) == sizes + 1  # one datagram: the response and the ACK
+    assert peer.answer(stream_id).body == b"ok"
+    assert peer.client._loss.bytes_in_flight == 0  # the request is acknowledged
+
+
+def test_responses_need_no_qpack_acknowledgements() -> None:
+    """The encoder keeps to the static table: no response head refers to
+    the dynamic table, so the client never writes to its decoder stream."""
+    peer = Peer()
+    for index in range(5):
+        stream_id = peer.request(request_headers(b"/%d" % index))
+        peer.pump()
+        headers = [(b"content-type", b"text/plain"), (b"x-same", b"every time")]
+        assert peer.respond(stream_id, b"hi", headers=headers).status == b"200"
+    assert peer.h3._decoder_bytes_sent == 0
+
+
+def test_small_requests_send_no_credit_updates() -> None:
+    """MAX_DATA goes out once the client has used half its credit, not
+    with every packet as the used bytes grow."""
+    settings = H3Settings()
+    peer = Peer(settings)
+    for index in range(20):
+        round_trip(peer, b"/%d" % index)
+    assert peer.client._remote_max_data == settings.connection_window
+
+
 # ------------------------------------------------------------------ push
 
 
@@ -845,6 +887,12 @@ MALFORMED: dict[str, Headers] = {
     ],
     "unknown-pseudo": request_headers(b"/", b"GET", (b":status", b"200")),
     "relative-path": request_headers(b"no-slash"),
+    "missing-authority": [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+    "empty-authority": request_headers(authority=b""),
+    "bad-content-length": request_headers(b"/", b"GET", (b"content-length", b"-1")),
+    "nul-in-value": request_headers(b"/", b"GET", (b"x-a", b"a\x00b")),
+    "padded-value": request_headers(b"/", b"GET", (b"x-a", b" a")),
+    "space-in-name": request_headers(b"/", b"GET", (b"x a", b"1")),
 }
 
 
@@ -1203,7 +1251,7 @@ def test_idle_timeout_closes_streams_and_connection() -> None:
     stream_id = peer.request(request_headers(b"/up", b"POST"), b"a", end=False)
     peer.pump()
     assert Body(stream_id, b"a") in peer.events
-    start = peer.now
+    start = peer.last_to_server  # the idle period starts with the last datagram in
     events: list[Event] = []
     while not only(events, ConnectionClosed):
         deadline = peer.adapter.next_deadline(peer.now)
