@@ -88,6 +88,10 @@ class State(enum.Enum):
     TRAILERS = "waiting for http.response.trailers"
     DONE = "response complete"
 
+    # The members are singletons: identity hashing spares the transition
+    # table's lookups Enum's own __hash__, a Python call (twice a request).
+    __hash__ = object.__hash__
+
 
 class HTTPCycle(Cycle):
     """Runs one ASGI HTTP call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""

@@ -67,6 +67,8 @@ class State(enum.Enum):
     RESPONSE = "sending the denial response"
     CLOSED = "closed"
 
+    __hash__ = object.__hash__  # (identity: see asgi.http.State)
+
 
 class WebSocketCycle(Cycle):
     """Runs one ASGI WebSocket call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""

@@ -163,6 +163,13 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB: no CR/LF splitting
 _KNOWN_NAMES: set[bytes] = set()  # header names already validated (bounded)
 _KNOWN_NAMES_MAX = 1024
+# Header fields already validated, as their serialized lines: most
+# responses repeat the same few (server, date, content-type). Fields that
+# decide the framing are never kept here. Bounded: emptied when full (the
+# date changes every second; an app may send unique values).
+_FIELD_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_FIELD_LINES_MAX = 512
+_FRAMING_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -962,7 +969,13 @@ def _serialize_head(status: int, headers: Headers) -> tuple[bytes, int | None, b
 def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int | None, bool]:
     length: int | None = None
     close = False
-    for name, value in headers:
+    lines = _FIELD_LINES
+    for field in headers:
+        line = lines.get(field)
+        if line is not None:
+            parts.append(line)
+            continue
+        name, value = field
         if name not in _KNOWN_NAMES:
             if _TOKEN.fullmatch(name) is None:
                 raise AppProtocolError(f"invalid header name {name!r}")
@@ -970,17 +983,24 @@ def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int 
                 _KNOWN_NAMES.add(name)
         if _FIELD_VALUE_BAD.search(value) is not None:
             raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
-        if name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                raise AppProtocolError(f"invalid content-length {value!r}")
-            if length is not None:
-                continue  # a repeated identical value: send it once
-            length = int(value)
-        elif name == b"transfer-encoding":
-            continue  # the framing is ours to choose
-        elif name == b"connection" and b"close" in value.lower():
-            close = True
-        parts += (name, b": ", value, b"\r\n")
+        if name in _FRAMING_NAMES:
+            if name == b"content-length":
+                if not value.isdigit() or (length is not None and int(value) != length):
+                    raise AppProtocolError(f"invalid content-length {value!r}")
+                if length is not None:
+                    continue  # a repeated identical value: send it once
+                length = int(value)
+            elif name == b"transfer-encoding":
+                continue  # the framing is ours to choose
+            elif b"close" in value.lower():
+                close = True
+            parts += (name, b": ", value, b"\r\n")
+            continue
+        line = b"%s: %s\r\n" % field
+        if len(lines) >= _FIELD_LINES_MAX:
+            lines.clear()
+        lines[field] = line
+        parts.append(line)
     return b"".join(parts), length, close
 
 

@@ -367,16 +367,24 @@ class Connection:
             return False
         if self._writing:
             await self._acquire_write()
+            adapter = self.adapter  # (an h2c switch may have replaced it meanwhile)
+            data = adapter.data_to_send()
         else:
+            adapter = self.adapter
+            # The turn is free and nothing awaits before it is taken: the
+            # bytes may be looked at first (most reads have none to write).
+            data = adapter.data_to_send()
+            if not data:
+                return True
             self._writing = True
             self._writes += 1
         try:
-            adapter = self.adapter
-            while data := adapter.data_to_send():
+            while data:
                 taken = self._queued  # every send queued so far is in ``data``
                 self._behind = 0
                 await self.transport.send(data)
                 self._written = taken
+                data = adapter.data_to_send()
             return True
         except _BROKEN:
             self._mark_broken()

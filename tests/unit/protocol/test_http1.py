@@ -12,6 +12,7 @@ import h11
 import pytest
 
 from tricorn.errors import AppProtocolError
+from tricorn.protocol import http1
 from tricorn.protocol.events import (
     Body,
     BodyConsumed,
@@ -620,6 +621,39 @@ def test_invalid_response_header_raises(headers: list[tuple[bytes, bytes]]) -> N
     with pytest.raises(AppProtocolError):
         a.send(Response(1, 200, headers))
     assert b"evil" not in a.data_to_send()
+
+
+def test_validated_fields_are_remembered_within_a_bound() -> None:
+    """Serialized fields are kept for the next responses (most repeat), at
+    most ``_FIELD_LINES_MAX`` of them; a value that would split the
+    response is never kept, and refused every time."""
+    http1._FIELD_LINES.clear()
+    for i in range(http1._FIELD_LINES_MAX + 10):
+        a = adapter()
+        a.receive_data(GET, NOW)
+        value = b"v%d" % i
+        response = parse_one(respond(a, headers=[(b"content-length", b"2"), (b"x-id", value)]))
+        assert response.header(b"x-id") == [value]
+        assert len(http1._FIELD_LINES) <= http1._FIELD_LINES_MAX
+    assert (b"content-length", b"2") not in http1._FIELD_LINES  # framing: never kept
+    for _ in range(2):
+        a = adapter()
+        a.receive_data(GET, NOW)
+        with pytest.raises(AppProtocolError):
+            a.send(Response(1, 200, [(b"x-bad", b"a\r\nset-cookie: evil=1")]))
+    assert not any(b"evil" in line for line in http1._FIELD_LINES.values())
+
+
+def test_remembered_field_keeps_its_meaning() -> None:
+    """A remembered ``connection: close`` would lose its close: the fields
+    that decide framing and persistence are looked at every time."""
+    for _ in range(2):
+        a = adapter()
+        a.receive_data(GET, NOW)
+        raw = respond(a, headers=[(b"content-length", b"2"), (b"connection", b"close")])
+        assert parse_one(raw).header(b"connection") == [b"close"]
+        (closed,) = a.next_events(NOW)
+        assert isinstance(closed, ConnectionClosed)
 
 
 def test_body_longer_than_content_length_raises() -> None:
