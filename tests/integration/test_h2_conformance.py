@@ -87,14 +87,15 @@ DUMMY_LENGTH = 4000  # h2spec's default --max-header-length
 CLOSE_TIMEOUT = 2.0
 
 
-def drain_then_hello(unanswered: list[str]) -> ASGIApp:
+def drain_then_hello(unanswered: list[str], started: list[str]) -> ASGIApp:
     """Reads the whole request body, then answers ``Hello, world!``. The
-    paths of the calls that end before answering (``http.disconnect``, or
-    cancelled: a reset) go to ``unanswered``."""
+    paths of the calls go to ``started``; those that end before answering
+    (``http.disconnect``, or cancelled: a reset) to ``unanswered`` too."""
 
     async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             return
+        started.append(scope["path"])
         complete = False
         try:
             while not complete:
@@ -122,6 +123,7 @@ class Target:
     url: str
     ssl_context: ssl.SSLContext | None
     unanswered: list[str]  # paths of the calls that ended without a response
+    started: list[str]  # paths of the calls made
 
     @asynccontextmanager
     async def connect(
@@ -158,9 +160,10 @@ async def target(
         settings = {}
         context = None
     unanswered: list[str] = []
-    app = drain_then_hello(unanswered)
+    started: list[str] = []
+    app = drain_then_hello(unanswered, started)
     async with running_server(app, graceful_timeout=1.0, **settings) as url:
-        yield Target(url, context, unanswered)
+        yield Target(url, context, unanswered, started)
 
 
 @pytest.fixture
@@ -967,19 +970,59 @@ async def test_6_9_1_stream_reset_for_window_overflow_ends_the_request(
 ) -> None:
     """Ours, beyond h2spec: the call waiting for the body of a stream the
     server reset (h2 does it for a window overflow) ends at once (cancelled,
-    as for a reset by the peer), and the connection goes on."""
+    as for a reset by the peer), and the connection goes on. (A stream reset
+    in the read that opened it is never called: see
+    test_a_stream_reset_before_its_call_is_never_called.)"""
     fields = [(":method", "POST"), (":scheme", conn.scheme), (":path", "/overflow")]
     await conn.send(
-        headers(1, conn.encode([*fields, (":authority", conn.authority)]), end_stream=False),
-        window_update(1, MAX_WINDOW),
-        window_update(1, MAX_WINDOW),
+        headers(1, conn.encode([*fields, (":authority", conn.authority)]), end_stream=False)
     )
+    with anyio.fail_after(CLOSE_TIMEOUT):
+        while "/overflow" not in target.started:  # the call waits for the body now
+            await anyio.sleep(0.01)
+    await conn.send(window_update(1, MAX_WINDOW), window_update(1, MAX_WINDOW))
     await stream_error(conn, 1, FLOW_CONTROL_ERROR)
     with anyio.fail_after(CLOSE_TIMEOUT):
         while "/overflow" not in target.unanswered:
             await anyio.sleep(0.01)
     await conn.send(headers(3, block(conn)))
     await stream_end(conn, 3)
+
+
+async def test_a_stream_reset_before_its_call_is_never_called(target: Target, conn: H2Conn) -> None:
+    """Ours: HEADERS and RST_STREAM in one read (a "rapid reset") cost no
+    application call; the next request is answered."""
+    fields = [(":method", "POST"), (":scheme", conn.scheme), (":path", "/reset-early")]
+    await conn.send(
+        headers(1, conn.encode([*fields, (":authority", conn.authority)]), end_stream=False),
+        rst_stream(1),
+    )
+    await conn.send(headers(3, block(conn)))
+    await stream_end(conn, 3)
+    assert "/reset-early" not in target.started
+
+
+async def test_resets_cancel_running_calls_one_by_one(target: Target, conn: H2Conn) -> None:
+    """Ours: a reset cancels the running call of its stream alone, again and
+    again on one connection (each reset spends the scope of the task that
+    ran the call); the calls beside it go on and are answered."""
+    fields = [(":method", "POST"), (":scheme", conn.scheme)]
+    for round_ in range(3):
+        first, second = 4 * round_ + 1, 4 * round_ + 3
+        for stream_id in (first, second):
+            path = f"/wait-{stream_id}"
+            block_ = conn.encode([*fields, (":path", path), (":authority", conn.authority)])
+            await conn.send(headers(stream_id, block_, end_stream=False))
+        with anyio.fail_after(CLOSE_TIMEOUT):
+            while f"/wait-{second}" not in target.started:
+                await anyio.sleep(0.01)
+        await conn.send(rst_stream(first))
+        with anyio.fail_after(CLOSE_TIMEOUT):
+            while f"/wait-{first}" not in target.unanswered:  # cancelled
+                await anyio.sleep(0.01)
+        assert f"/wait-{second}" not in target.unanswered
+        await conn.send(data(second, b"", end_stream=True))
+        await stream_end(conn, second)
 
 
 # ---------------------------------------------------------------- 6.9.2 initial window size

@@ -37,7 +37,6 @@ class Stream:
 
     __slots__ = (
         "_asked",
-        "_cancel_scope",
         "_closed",
         "_connection",
         "_events",
@@ -45,6 +44,8 @@ class Stream:
         "_uncounted",
         "_waiter",
         "_writable",
+        "cancelled",
+        "scope",
         "stream_id",
         "websocket",
     )
@@ -58,7 +59,11 @@ class Stream:
         self._handoff: Event | None = None  # see offer()
         self._uncounted = False  # the first queued event is an offered message
         self._writable: anyio.Event | None = None
-        self._cancel_scope: anyio.CancelScope | None = None
+        # The scope its call runs in while it runs (HTTP/2 and HTTP/3: the
+        # runner task's, see Connection._runner), and whether the peer reset
+        # the stream (a call not started yet is then never started).
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
         self._asked = False
         self._closed = False  # StreamClosed fed: sends are refused
 
@@ -82,17 +87,11 @@ class Stream:
         waiter.set()
         return True
 
-    @property
-    def cancel_scope(self) -> anyio.CancelScope:
-        """The scope the stream's call runs in, when the protocol can end one
-        call alone (HTTP/2 and HTTP/3 resets)."""
-        if self._cancel_scope is None:
-            self._cancel_scope = self._connection.new_scope()
-        return self._cancel_scope
-
     def cancel(self) -> None:
         """The peer reset the stream: end its call now."""
-        self.cancel_scope.cancel()
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def writable(self) -> None:
         """The adapter sent the stream's queued data: wake a waiting send."""
