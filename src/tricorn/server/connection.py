@@ -152,6 +152,7 @@ class Connection:
         self._closed = False
         self._transport_closed = False
         self._behind = 0  # bytes queued behind the write in progress (_WRITE_BEHIND)
+        self._gathering = False  # a sender yields to gather frames for its write
         self._queued = 0  # multiplexed sends queued in the adapter so far
         self._written = 0  # ... of which a write has completed (a later close
         # must not make a send fail whose frames another stream's write delivered)
@@ -250,13 +251,36 @@ class Connection:
             self._queued += 1
             ticket = self._queued  # written once self._written reaches it
             size = _payload(events)
-            if size < _COALESCE_BELOW and not self._writing:
+            small = size < _COALESCE_BELOW
+            if small and self._gathering and self._behind + size < _WRITE_BEHIND:
+                # Another stream yielded to gather the frames of the streams
+                # that are ready (below): its write takes these along, and
+                # this sender goes on without a scheduler round trip of its
+                # own -- nor a wait for the window: its frames are only
+                # not framed yet. Bounded as the write-behind below.
+                self._behind += size + 256
+                return
+            elif small and not self._writing:
                 # Let the other streams that are ready run first: their
                 # frames join these in one write (one syscall, one TLS
                 # record) instead of one write per small response. (A large
                 # chunk is worth its own write.)
-                await anyio.lowlevel.checkpoint()
-            if self._written >= ticket:
+                self._gathering = True
+                try:
+                    await anyio.lowlevel.checkpoint()
+                except BaseException:
+                    # Cancelled (a reset of this stream): the frames that
+                    # others left to this sender still go out.
+                    if not self._closed and self._tg is not None:
+                        self._tg.start_soon(self._flush)
+                    raise
+                finally:
+                    self._gathering = False
+                # (Always: frames gathered after a write that took these
+                # are this sender's to write too.)
+                if not await self._flush():
+                    raise ClientDisconnected("the connection is closed")
+            elif self._written >= ticket:
                 pass  # another stream's write took these frames along
             elif self._writing and self._behind + size < _WRITE_BEHIND:
                 # The task writing now takes these frames in its drain loop:
