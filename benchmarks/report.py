@@ -4,6 +4,11 @@ Pure functions: a summary dict (and the run's ``meta.json`` dict) in, a
 markdown string out. The one side effect is :func:`write_chart`, which draws
 the ratio chart into a PNG file and imports matplotlib only when called.
 
+The "Memory" section comes from another run, ``benchmarks/memory.py``'s
+``memory.json``: :func:`render_memory` renders it, :func:`memory_verdicts`
+applies issue 7's two memory targets, and :func:`splice_memory_section` puts
+the section into an existing page.
+
 A summary maps ``"SCENARIO|SERVER"`` to a cell: ``runs`` and ``ok_runs``
 (measured and successful runs), ``metric`` (``req_s`` or ``mib_s``),
 ``value`` (the median of the successful runs, ``None`` if none succeeded),
@@ -20,16 +25,23 @@ from typing import Any
 
 __all__ = [
     "BASELINE",
+    "GROWTH_LIMIT_MIB",
+    "MEMORY_METHOD",
     "NONE",
     "SCENARIO_METHOD",
+    "MemoryVerdict",
     "RunInfo",
     "cell_text",
+    "memory_verdicts",
     "ratio",
     "render_markdown",
+    "render_memory",
+    "render_memory_table",
     "render_overview",
     "render_scenario_table",
     "scenarios_of",
     "servers_of",
+    "splice_memory_section",
     "write_chart",
 ]
 
@@ -306,11 +318,17 @@ def render_method(meta: Mapping[str, Any], info: RunInfo, scenarios: Sequence[st
     if info.git_commit:
         ours += f" (commit {info.git_commit})"
     lines.append("- **Versions:** " + ", ".join([ours, *peers]) + ".")
+    lines.append(MEMORY_METHOD)
     return "\n".join(lines)
 
 
-def render_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any], info: RunInfo) -> str:
-    """The whole ``docs/performance.md`` for one run."""
+def render_markdown(
+    summary: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    info: RunInfo,
+    memory: Mapping[str, Any] | None = None,
+) -> str:
+    """The whole ``docs/performance.md`` for one run (and a memory run's section)."""
     scenarios = scenarios_of(summary, meta)
     servers = servers_of(summary, meta)
     repeat = int(meta.get("repeat") or 1)
@@ -364,12 +382,348 @@ def render_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any], info: R
             "what the rest of the machine used meanwhile (high: a disturbed run)."
         ),
         "",
+    ]
+    if memory:
+        parts += [render_memory(memory), ""]
+    parts += [
         "## Method",
         "",
         render_method(meta, info, scenarios),
         "",
     ]
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- memory
+
+GROWTH_LIMIT_MIB = 5.0
+"""Issue 7: RSS after 100,000 requests within this much of RSS after 10,000."""
+
+MEMORY_METHOD = (
+    "- **Memory:** the Memory section has its own command, `python benchmarks/memory.py "
+    "--python /tmp/peers-venv/bin/python` (about 10 minutes). For each server (one process, "
+    "`-w 0`) and protocol (h1, h1-tls, h2c, h2-tls, h3, ws) it starts a fresh process, reads "
+    "its resident set (`VmRSS`) once `GET /` has answered (idle), then after 10,000 and "
+    "100,000 requests sent in client runs on new connections (h2load, `h3load.py`, "
+    "`wsload.py`); Hypercorn is measured idle. Targets (issue 7), on every protocol: "
+    "tricorn's idle RSS no higher than Hypercorn's with the same event loop, and RSS after "
+    f"100,000 requests at most {GROWTH_LIMIT_MIB:g} MiB above RSS after 10,000."
+)
+"""The Method section's note on the memory run (also added by :func:`splice_memory_section`)."""
+
+
+_MIB = 1024.0  # memory.json holds KiB
+
+
+@dataclass(frozen=True)
+class MemoryVerdict:
+    """One server on one protocol against the two memory targets.
+
+    ``None`` where a figure is missing (the run failed or stopped early) or,
+    for ``idle_ok``, where there is nothing to compare with (the reference
+    itself).
+    """
+
+    reference: str | None
+    idle_ok: bool | None
+    growth_mib: float | None
+    growth_ok: bool | None
+
+
+def _memory_runs(result: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    runs: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for run in result.get("runs") or []:
+        if isinstance(run, Mapping):
+            runs[(str(run.get("protocol")), str(run.get("server")))] = run
+    return runs
+
+
+def _kib(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _checkpoints(result: Mapping[str, Any], protocol: str) -> list[int]:
+    counts = (result.get("checkpoints") or {}).get(protocol) or []
+    return [int(c) for c in counts]
+
+
+def _reading(run: Mapping[str, Any], requests: int) -> float | None:
+    for point in run.get("points") or []:
+        if point.get("requests") == requests:
+            return _kib(point.get("rss_kib"))
+    return None
+
+
+def memory_reference(server: str, servers: Sequence[str]) -> str | None:
+    """The Hypercorn run a tricorn server's idle RSS is held against.
+
+    ``tricorn-K`` is compared with ``hypercorn-K`` when that was measured,
+    else with :data:`BASELINE`; Hypercorn servers are the references.
+    """
+    family, _, kind = server.partition("-")
+    if family != "tricorn":
+        return None
+    same = f"hypercorn-{kind}"
+    if same in servers:
+        return same
+    return BASELINE if BASELINE in servers else None
+
+
+def memory_verdicts(result: Mapping[str, Any]) -> dict[tuple[str, str], MemoryVerdict]:
+    """``(protocol, server)`` -> how that run did against the two targets.
+
+    Idle: the idle RSS is at most the reference's (:func:`memory_reference`)
+    on the same protocol. Growth: RSS at the last checkpoint minus RSS at the
+    first is at most :data:`GROWTH_LIMIT_MIB` (over whatever span the run
+    used: the target's is 10,000 to 100,000 requests).
+    """
+    runs = _memory_runs(result)
+    servers = [str(s) for s in result.get("servers") or []]
+    verdicts: dict[tuple[str, str], MemoryVerdict] = {}
+    for (protocol, server), run in runs.items():
+        reference = memory_reference(server, servers)
+        idle_ok: bool | None = None
+        idle = _kib(run.get("idle_kib"))
+        ref_run = runs.get((protocol, reference)) if reference else None
+        ref_idle = _kib(ref_run.get("idle_kib")) if ref_run else None
+        if idle is not None and ref_idle is not None:
+            idle_ok = idle <= ref_idle
+        growth = None
+        growth_ok: bool | None = None
+        counts = _checkpoints(result, protocol)
+        if len(counts) >= 2:
+            first, last = _reading(run, counts[0]), _reading(run, counts[-1])
+            if first is not None and last is not None:
+                growth = (last - first) / _MIB
+                growth_ok = growth <= GROWTH_LIMIT_MIB
+        verdicts[(protocol, server)] = MemoryVerdict(reference, idle_ok, growth, growth_ok)
+    return verdicts
+
+
+def _mib(kib: float | None) -> str:
+    return NONE if kib is None else f"{kib / _MIB:.1f}"
+
+
+def _signed(mib: float | None) -> str:
+    return NONE if mib is None else f"{mib:+.1f}"
+
+
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else f"{n:,}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return NONE if ok is None else ("yes" if ok else "**no**")
+
+
+def render_memory_table(result: Mapping[str, Any]) -> str:
+    """Protocol x server: idle RSS, RSS at the first and last checkpoints, growth, verdicts."""
+    runs = _memory_runs(result)
+    verdicts = memory_verdicts(result)
+    servers = [str(s) for s in result.get("servers") or []]
+    lines = [
+        (
+            "| protocol | requests | server | idle MiB | MiB at 1st | MiB at last | growth MiB "
+            "| idle <= Hypercorn | growth <= 5 MiB |"
+        ),
+        "|---|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for protocol in result.get("protocols") or []:
+        counts = _checkpoints(result, protocol)
+        span = " / ".join(_count(c) for c in (counts[:1] + counts[-1:])) if counts else NONE
+        for server in servers:
+            run = runs.get((protocol, server))
+            if run is None:
+                continue
+            verdict = verdicts[(protocol, server)]
+            first = _reading(run, counts[0]) if counts else None
+            last = _reading(run, counts[-1]) if counts else None
+            growth = _signed(verdict.growth_mib)
+            idle_text = _verdict(verdict.idle_ok)
+            if verdict.reference and verdict.reference != BASELINE and verdict.idle_ok is not None:
+                idle_text += f" (vs {verdict.reference})"
+            row = [
+                protocol, span, server, _mib(_kib(run.get("idle_kib"))), _mib(first), _mib(last),
+                growth, idle_text, _verdict(verdict.growth_ok),
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(row) + " |")
+    for protocol in result.get("protocols") or []:
+        for server in servers:
+            run = runs.get((protocol, server))
+            if run is not None and run.get("error"):
+                error = str(run["error"]).splitlines()[0][:200]
+                lines.append(f"\n- {protocol}, {server}: {error}")
+    return "\n".join(lines)
+
+
+def _target_summary(result: Mapping[str, Any]) -> str:
+    verdicts = {k: v for k, v in memory_verdicts(result).items() if k[1].startswith("tricorn-")}
+    parts = []
+    for label, attribute in (
+        ("idle RSS no higher than Hypercorn's", "idle_ok"),
+        (f"RSS growth at most {GROWTH_LIMIT_MIB:g} MiB", "growth_ok"),
+    ):
+        judged = {k: getattr(v, attribute) for k, v in verdicts.items()}
+        passed = sum(1 for ok in judged.values() if ok)
+        failed = sorted(f"{server} on {protocol}" for (protocol, server), ok in judged.items()
+                        if ok is False)  # fmt: skip
+        missing = sum(1 for ok in judged.values() if ok is None)
+        text = f"{label}: {passed} of {len(judged)} tricorn runs pass"
+        if failed:
+            text += " (fails: " + ", ".join(failed) + ")"
+        if missing:
+            text += f"; {missing} without a figure"
+        parts.append(f"- {text}.")
+    return "\n".join(parts)
+
+
+_REFERENCE_LOAD = {
+    "none": (
+        "Hypercorn, the reference, is measured idle only (its idle RSS is the target; "
+        "`--reference-load first` or `all` loads it too)."
+    ),
+    "first": (
+        "Hypercorn, the reference, is loaded to the first count only (its idle RSS is the "
+        "target; `--reference-load all` loads it to the last as well)."
+    ),
+}
+
+
+def render_memory(result: Mapping[str, Any]) -> str:
+    """The "Memory" section of ``docs/performance.md`` from a ``memory.json``."""
+    protocols = [str(p) for p in result.get("protocols") or []]
+    rounds: Mapping[str, Any] = result.get("rounds") or {}
+    clients: Mapping[str, Any] = result.get("clients") or {}
+    versions: Mapping[str, Any] = result.get("versions") or {}
+    spans = {
+        p: " and ".join(f"{c:,}" for c in _checkpoints(result, p)) for p in protocols
+    }  # fmt: skip
+    parts = [
+        "## Memory",
+        "",
+        (
+            "Resident memory (RSS, `VmRSS`) of one server process per protocol: idle, and after "
+            "a number of requests, measured "
+            f"{result.get('date', '?')}. Issue 7's targets: idle RSS no higher than Hypercorn's, "
+            f"and RSS after 100,000 requests within {GROWTH_LIMIT_MIB:g} MiB of RSS after 10,000 "
+            "(no leaks), on every protocol. Regenerate with:"
+        ),
+        "",
+        "```sh",
+        str(result.get("command", "python benchmarks/memory.py")),
+        "```",
+        "",
+        render_memory_table(result),
+        "",
+        _target_summary(result),
+        "",
+        "How it was measured:",
+        "",
+        "| protocol | RSS read after | requests per client run (`{n}`) | client |",
+        "|---|---|---:|---|",
+    ]
+    for protocol in protocols:
+        client = str(clients.get(protocol, ""))
+        size = rounds.get(protocol)
+        size_text = f"{int(size):,}" if isinstance(size, (int, float)) else NONE
+        parts.append(f"| {protocol} | {spans[protocol]} | {size_text} | `{client}` |")
+    note = (
+        "- **Servers:** one process each (`-w 0`), started fresh for each protocol on "
+        "127.0.0.1 with the shared harness's apps (`bench.apps:hello`, `bench.apps:ws` for "
+        "WebSocket) and the same TOML file for Hypercorn and tricorn (it raises "
+        "`keep_alive_max_requests`); tricorn from "
+        + (
+            "this checkout's `src/`"
+            if result.get("tricorn_source") != "installed"
+            else "the venv's installed package"
+        )
+        + ". Each server was started and sent a few requests once before measuring, so "
+        "bytecode is cached and nothing is compiled during a measurement."
+    )
+    parts += [
+        "",
+        note,
+        (
+            "- **Idle:** the server's RSS once `GET /` has answered (over TLS for the TLS and "
+            f"QUIC runs) and {result.get('settle_s', 0.5)} s have passed, before any load. "
+            "Two starts of the same server can differ by about 0.2 MiB (h1-tls and h2-tls "
+            "start identical servers): a verdict decided by less than that is noise."
+        ),
+        (
+            "- **Load:** client runs of the size in the table, each on new connections (`-c`; "
+            f"{result.get('streams', '?')} concurrent streams per HTTP/2 and HTTP/3 "
+            "connection), so connections open and close all along; a WebSocket request is one "
+            "echoed message (its `failed` are the messages in flight when a client run closes). "
+            "RSS is read after the run that reaches each count, once "
+            f"{result.get('settle_s', 0.5)} s have passed. "
+            + _REFERENCE_LOAD.get(str(result.get("reference_load", "all")), "")
+        ),
+        (
+            "- **Growth:** RSS at the last reading minus RSS at the first, held against "
+            f"{GROWTH_LIMIT_MIB:g} MiB. HTTP/3 is driven by a pure-Python client (`h3load.py`, "
+            "a tenth of a second per QUIC handshake), so it runs on fewer connections: about "
+            "a thousand requests a second."
+        ),
+        (
+            "- **Idle comparison:** each tricorn worker against Hypercorn on the same protocol "
+            f"(its own worker class where that was measured, else {BASELINE})."
+        ),
+        (
+            "- **Machine:** "
+            + ", ".join(
+                x
+                for x in (
+                    f"{result.get('cpus', '?')} CPUs",
+                    str(result.get("cpu_model") or ""),
+                    f"Linux {result.get('kernel', '?')}",
+                    f"Python {versions.get('python', '?')}",
+                )
+                if x
+            )
+            + (
+                "; server on CPU 0, clients on CPU 1"
+                if result.get("pinned")
+                else "; nothing pinned"
+            )
+            + f"; the run took {result.get('total_seconds', '?')} s."
+        ),
+    ]
+    names = ("hypercorn", "anyio", "h11", "h2", "wsproto", "aioquic", "uvloop", "trio")
+    listed = [f"{name} {versions[name]}" for name in names if versions.get(name)]
+    ours = "tricorn " + str(versions.get("tricorn", "?"))
+    if result.get("git_commit"):
+        ours += f" (commit {result['git_commit']})"
+    parts.append("- **Versions:** " + ", ".join([ours, *listed]) + ".")
+    return "\n".join(parts)
+
+
+def _section_end(lines: Sequence[str], start: int) -> int:
+    """The index of the line after the section whose heading is ``lines[start]``."""
+    return next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+
+
+def splice_memory_section(page: str, section: str) -> str:
+    """``page`` with its "## Memory" section replaced by ``section`` (one that
+    starts with that heading); a page without one gets it before "## Method",
+    or at the end. A "## Method" section without :data:`MEMORY_METHOD` gets it
+    as its last point."""
+    lines = page.splitlines()
+    body = section.rstrip("\n").splitlines()
+    if "## Memory" in lines:
+        start = lines.index("## Memory")
+        new = [*lines[:start], *body, "", *lines[_section_end(lines, start) :]]
+    elif "## Method" in lines:
+        at = lines.index("## Method")
+        new = [*lines[:at], *body, "", *lines[at:]]
+    else:
+        new = [*lines, "", *body] if lines else body
+    if "## Method" in new and MEMORY_METHOD not in new:
+        end = _section_end(new, new.index("## Method"))
+        while new[end - 1] == "":
+            end -= 1
+        new.insert(end, MEMORY_METHOD)
+    text = "\n".join(new).rstrip("\n")
+    return text + "\n"
 
 
 def write_chart(

@@ -7,7 +7,9 @@ README) with tricorn's three workers added as servers, interleaved and
 repeated on loopback, then renders ``docs/performance.md`` and
 ``docs/performance.png`` from the run's ``summary.json``. The run's files
 stay in ``benchmarks/results/<time>/``; ``--report-only DIR`` renders them
-again without measuring.
+again without measuring. The page's Memory section comes from
+``benchmarks/memory.py`` (its last result is kept in
+``docs/performance-memory.json``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PEERS = ("hypercorn-asyncio", "hypercorn-trio", "uvicorn", "granian")
 DEFAULT_SERVERS = (*PEERS, *(f"tricorn-{kind}" for kind in WORKERS))
 RUN_INFO = "run.json"
 CHART = "performance.png"
+MEMORY = "performance-memory.json"  # benchmarks/memory.py's last result, kept in docs/
 
 
 def _load_report() -> ModuleType:
@@ -126,7 +129,11 @@ def render(run_dir: Path) -> int:
         cpu_model=saved.get("cpu_model", ""),
         chart=chart,
     )
-    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info))
+    try:  # the Memory section stays, from benchmarks/memory.py's last run
+        memory = json.loads((DOCS / MEMORY).read_text())
+    except (OSError, ValueError):
+        memory = None
+    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info, memory))
     print(f"wrote docs/performance.md{' and docs/performance.png' if chart else ''} from {run_dir}")
     return 0
 

@@ -13,7 +13,6 @@ server cannot start (one line on stderr).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -38,10 +37,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
+    # Only --version reads it: importlib.metadata (with email, zipfile, csv)
+    # would add over a MiB to every worker's memory if imported up front.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("tricorn")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the version only when asked for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+        self.help = "show program's version number and exit"
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        sys.stdout.write(f"tricorn {_version()}\n")
+        parser.exit()
 
 
 def _add_setting(parser: argparse.ArgumentParser, field: Field) -> None:
@@ -86,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Config file: a TOML path, python:module.attr or file:path.py.",
     )
-    parser.add_argument("--version", action="version", version=f"tricorn {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     for field in FIELDS:
         _add_setting(parser, field)
     return parser

@@ -37,9 +37,8 @@ keep working. Where tricorn differs, on purpose:
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import logging.config
 import os
 import socket
 import sys
@@ -220,6 +219,8 @@ def _install(
 
 def _apply_logconfig(logconfig: str) -> None:
     if logconfig.startswith("json:"):
+        import json
+
         path = logconfig[5:]
         with open(path, encoding="utf-8") as file:
             try:
@@ -258,6 +259,8 @@ def _dict_config(schema: object, source: str) -> None:
     (``logconfig '/path'`` or ``logconfig_dict``)."""
     if not isinstance(schema, dict):
         raise ValueError(f"{source} must be a mapping, not {type(schema).__name__}")
+    import logging.config  # (with its handlers, pickle and socketserver: only when configured)
+
     try:
         logging.config.dictConfig(schema)
     except _CONFIG_ERRORS as exc:
@@ -266,6 +269,7 @@ def _dict_config(schema: object, source: str) -> None:
 
 def _file_config(path: str) -> None:
     import configparser
+    import logging.config
 
     # Opened here so a missing file is an OSError on every Python version
     # (before 3.12 fileConfig silently reads nothing, then fails on a KeyError).
@@ -325,7 +329,7 @@ class AccessLogger:
     :raises ValueError: ``fmt`` is not a valid format (see :func:`check_access_log_format`).
     """
 
-    __slots__ = ("_clock", "_fmt", "_json", "_logger")
+    __slots__ = ("_clock", "_dumps", "_fmt", "_logger")
 
     def __init__(
         self,
@@ -338,7 +342,11 @@ class AccessLogger:
         if not json_lines:
             check_access_log_format(fmt)
         self._fmt = fmt
-        self._json = json_lines
+        self._dumps: Callable[[object], str] | None = None
+        if json_lines:
+            import json  # (only for JSON lines: kept out of every worker's memory)
+
+            self._dumps = functools.partial(json.dumps, separators=(",", ":"))
         self._logger = access_logger if logger is None else logger
         self._clock = clock
 
@@ -367,8 +375,8 @@ class AccessLogger:
         if not logger.isEnabledFor(logging.INFO):
             return
         atoms = AccessLogAtoms(scope, status, response_headers, sent_bytes, duration, self._clock())
-        if self._json:
-            logger.info("%s", json.dumps(atoms.as_json(), separators=(",", ":")), extra=_RAW_RECORD)
+        if self._dumps is not None:
+            logger.info("%s", self._dumps(atoms.as_json()), extra=_RAW_RECORD)
         else:
             logger.info(self._fmt, atoms)
 

@@ -34,7 +34,6 @@ the error propagates; :meth:`BoundSockets.close` closes them all.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import socket
 import stat
@@ -140,22 +139,6 @@ def _bind_quic_group(
 _SO_ATTACH_REUSEPORT_CBPF = 51  # <asm-generic/socket.h>
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = (
-        ("code", ctypes.c_ushort),
-        ("jt", ctypes.c_ubyte),
-        ("jf", ctypes.c_ubyte),
-        ("k", ctypes.c_uint32),
-    )
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = (
-        ("len", ctypes.c_ushort),
-        ("filter", ctypes.POINTER(_SockFilter)),
-    )
-
-
 def cid_router_program(copies: int) -> list[tuple[int, int, int, int]]:
     """The classic BPF program (code, jt, jf, k) that returns the index of
     the socket for a QUIC datagram: the first byte of its destination
@@ -173,9 +156,26 @@ def cid_router_program(copies: int) -> list[tuple[int, int, int, int]]:
 
 
 def _attach_cid_router(sock: socket.socket, copies: int) -> None:
+    # ctypes only here, for QUIC with several workers: not in every server's memory.
+    import ctypes
+
+    class SockFilter(ctypes.Structure):  # struct sock_filter
+        _fields_ = (
+            ("code", ctypes.c_ushort),
+            ("jt", ctypes.c_ubyte),
+            ("jf", ctypes.c_ubyte),
+            ("k", ctypes.c_uint32),
+        )
+
+    class SockFprog(ctypes.Structure):  # struct sock_fprog
+        _fields_ = (
+            ("len", ctypes.c_ushort),
+            ("filter", ctypes.POINTER(SockFilter)),
+        )
+
     program = cid_router_program(copies)
-    filters = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
-    fprog = _SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(_SockFilter)))
+    filters = (SockFilter * len(program))(*(SockFilter(*insn) for insn in program))
+    fprog = SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(SockFilter)))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
 
 

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 from anyio.abc import TaskStatus
@@ -24,13 +24,14 @@ if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
 
 from . import _backend
 from .asgi.app import as_asgi3
-from .asgi.wsgi import WSGIApp
 from .config import Config
 from .errors import ConfigError, StartupFailure
 from .logging import configure_logging
-from .metrics import MetricsRecorder
 from .server.serve import serve
 from .sockets import BoundSockets, bind_sockets
+
+if TYPE_CHECKING:
+    from .metrics import MetricsRecorder  # (the supervisor's, with metrics_bind only)
 
 __all__ = ["load_app", "run", "serve_in_process"]
 
@@ -53,6 +54,8 @@ def load_app(path: str) -> Any:
     mode, target = _split_mode(path)
     obj = _import_app(target, path)
     if mode == "wsgi":
+        from .asgi.wsgi import WSGIApp  # (only WSGI apps need it and its thread bridge)
+
         return WSGIApp(obj)
     if mode == "asgi":
         return as_asgi3(obj)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -141,8 +142,24 @@ def test_gc_tuned_for_serving() -> None:
     gc.set_threshold(700, 10, 10)
     gc.enable()
     _backend._tune_gc()
-    assert gc.get_threshold() == (_backend._GC_YOUNG, 10, 10)
+    assert gc.get_threshold() == (_backend._GC_YOUNG, 0, 0)
     assert gc.get_freeze_count() > 0
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_startup_garbage_is_collected_not_frozen() -> None:
+    gc.set_threshold(700, 10, 10)
+    gc.enable()
+    garbage = _Cycle()
+    gone = weakref.ref(garbage)
+    del garbage
+    _backend._tune_gc()
+    assert gone() is None
 
 
 @pytest.mark.usefixtures("gc_state")

@@ -21,10 +21,13 @@ app) is forced with ``wsgi:module:app`` / ``asgi:module:app``, or with
 from __future__ import annotations
 
 import inspect
-from typing import Any, Protocol, cast
+import sys
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .types import ASGIApp, ASGIReceive, ASGISend, Scope
-from .wsgi import WSGIApp
+
+if TYPE_CHECKING:
+    from .wsgi import WSGIApp
 
 __all__ = ["AppSettings", "as_asgi3", "is_asgi2", "is_wsgi", "wrap_app"]
 
@@ -50,9 +53,12 @@ def wrap_app(app: Any, settings: AppSettings) -> ASGIApp:
     A given :class:`~tricorn.asgi.wsgi.WSGIApp` is copied (its own settings
     win), so each ``serve()`` has its own thread bound.
     """
-    if isinstance(app, WSGIApp):
+    wsgi: WSGIApp
+    if _is_wsgi_app(app):
         wsgi = app
     elif is_wsgi(app):
+        from .wsgi import WSGIApp  # (imported for WSGI apps only: ASGI servers do without)
+
         wsgi = WSGIApp(app)
     else:
         return as_asgi3(app)
@@ -61,6 +67,13 @@ def wrap_app(app: Any, settings: AppSettings) -> ASGIApp:
         max_threads=settings.wsgi_max_threads,
         multiprocess=settings.workers > 1,
     )
+
+
+def _is_wsgi_app(app: object) -> bool:
+    """``app`` is a :class:`~tricorn.asgi.wsgi.WSGIApp`, which it can only be
+    once that module has been imported."""
+    module = sys.modules.get("tricorn.asgi.wsgi")
+    return module is not None and isinstance(app, module.WSGIApp)
 
 
 def is_wsgi(app: object) -> bool:

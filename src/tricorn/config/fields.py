@@ -15,7 +15,6 @@ a config file that works today keeps working when the behaviour arrives.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -748,6 +747,8 @@ FIELDS_BY_KEY: Mapping[str, Field] = {f.key: f for f in FIELDS}
 
 def suggest(name: str, known: list[str]) -> str:
     """A "did you mean 'x'?" hint for a misspelt ``name``, or ""."""
+    import difflib  # only for a misspelt key: kept out of a running server's memory
+
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else ""
 

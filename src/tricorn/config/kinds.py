@@ -20,7 +20,6 @@ and turns :class:`Invalid` into :class:`~tricorn.errors.ConfigError`.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import operator
 import ssl
@@ -260,6 +259,8 @@ def _check_object(value: object) -> object:
 
 
 def _parse_json(text: str) -> object:
+    import json  # (only for a setting given as JSON: kept out of every worker's memory)
+
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -12,12 +12,15 @@ the hooks at the bottom of :class:`StreamWebSockets`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import AppProtocolError
 from ._fields import STATUS, WS_OWN_FIELDS, response_head
+from ._ws_settings import WSSettings
 from .events import Event, Headers, WebSocketAccept, WebSocketMessage
-from .websocket import WebSocketFramer, WSSettings, accept_fields, handshake_problem
+
+if TYPE_CHECKING:  # (the framing and wsproto: imported by the first WebSocket)
+    from .websocket import WebSocketFramer
 
 __all__ = ["StreamWebSockets", "WSStream"]
 
@@ -55,6 +58,8 @@ class StreamWebSockets:
         if protocol != b"websocket":
             self._answer(stream_id, stream, 501)
             return False
+        from .websocket import handshake_problem
+
         problem = handshake_problem(headers, key_required=False)
         if problem is not None:
             self._answer(stream_id, stream, problem[0], problem[1])
@@ -68,6 +73,8 @@ class StreamWebSockets:
         early = stream.ws_early
         if early is None or stream.ws is not None or stream.head is not None:
             raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
+        from .websocket import WebSocketFramer, accept_fields
+
         settings = self._ws_settings()
         fields: Headers = []
         extensions = accept_fields(stream.ws_headers, event, settings, WS_OWN_FIELDS, fields)

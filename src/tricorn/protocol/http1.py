@@ -43,11 +43,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import h11
 
 from ..errors import AppProtocolError
 from ._h1_fast import FastReader, ParsedHead
+from ._ws_settings import WSSettings
 from .events import (
     Body,
     BodyConsumed,
@@ -69,13 +71,9 @@ from .events import (
     WebSocketClose,
     WebSocketMessage,
 )
-from .websocket import (
-    WebSocketFramer,
-    WSSettings,
-    accept_fields,
-    accept_key,
-    handshake_problem,
-)
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketFramer
 
 __all__ = ["H1Adapter", "H1Settings"]
 
@@ -459,6 +457,9 @@ class H1Adapter:
         if upgrade is not None and _websocket_upgrade(event.method, version, upgrade, connection):
             if framing:
                 raise _Reject(400, "a WebSocket upgrade with a body")
+            # The framing (and wsproto) is imported by the first handshake.
+            from .websocket import handshake_problem
+
             problem = handshake_problem(headers, key_required=True)
             if problem is not None:
                 status, extra, reason = problem
@@ -637,6 +638,8 @@ class H1Adapter:
         request = self._ws_headers
         if request is None or self._response_started:
             raise AppProtocolError("websocket.accept without a WebSocket handshake to answer")
+        from .websocket import WebSocketFramer, accept_fields, accept_key
+
         settings = self.settings.websocket
         key = next(value for name, value in request if name == b"sec-websocket-key")
         fields: Headers = [

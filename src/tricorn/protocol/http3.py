@@ -68,7 +68,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioquic._buffer import Buffer
 from aioquic.buffer import encode_uint_var
@@ -106,6 +106,7 @@ from ._fields import (
     trailer_fields,
 )
 from ._stream_ws import StreamWebSockets
+from ._ws_settings import WSSettings
 from .events import (
     Body,
     BodyConsumed,
@@ -127,7 +128,9 @@ from .events import (
     WebSocketMessage,
     Writable,
 )
-from .websocket import WebSocketFramer, WSSettings
+
+if TYPE_CHECKING:  # (the framing and wsproto: imported by the first WebSocket)
+    from .websocket import WebSocketFramer
 
 __all__ = [
     "H3_INTERNAL_ERROR",

@@ -42,7 +42,6 @@ import binascii
 import hashlib
 import struct
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 from wsproto.connection import Connection as _WSConnection
@@ -52,6 +51,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from ._ws_settings import WSSettings
 from .events import Event, Headers, WebSocketAccept, WebSocketClose, WebSocketMessage
 
 __all__ = [
@@ -70,17 +70,6 @@ _ABNORMAL = 1006  # closed without a Close frame (never sent on the wire)
 _GOING_AWAY = 1001
 _INTERNAL_ERROR = 1011
 _TOO_BIG = 1009
-
-
-@dataclass(frozen=True, slots=True)
-class WSSettings:
-    """A WebSocket's limits; built from the config by the server."""
-
-    max_message_size: int = 16 * 1024 * 1024
-    ping_interval: float | None = None
-    ping_timeout: float | None = 20.0
-    close_timeout: float | None = 5.0
-    permessage_deflate: bool = True
 
 
 # ---------------------------------------------------------------- handshake

@@ -60,7 +60,6 @@ from anyio.abc import ByteStream, TaskGroup
 
 from ..asgi.http import HTTPCycle
 from ..asgi.scope import ScopeFactory
-from ..asgi.websocket import WebSocketCycle
 from ..errors import ClientDisconnected
 from ..protocol.base import ProtocolAdapter
 from ..protocol.events import (
@@ -77,10 +76,10 @@ from ..protocol.events import (
     Writable,
 )
 from ..protocol.http1 import H1Adapter
-from ..protocol.http2 import REFUSED_STREAM, H2Adapter
 from .streams import Stream
 
 if TYPE_CHECKING:
+    from ..asgi.websocket import WebSocketCycle
     from .context import BackendIO, ServerContext
 
 __all__ = ["Connection"]
@@ -119,12 +118,15 @@ class Connection:
         if adapter is not None:
             self.adapter = adapter
         elif self._multiplexed:
+            # HTTP/2 (and h2) is imported by the first connection that speaks it.
+            from ..protocol.http2 import H2Adapter
+
             self.adapter = H2Adapter(ctx.h2_settings, self._clock(), info.scheme)
         elif info.tls is None:
             self.adapter = H1Adapter(ctx.h1c_settings)  # recognises h2c
         else:
             self.adapter = H1Adapter(ctx.h1_settings)
-        self._max_streams = max_streams or ctx.h2_settings.max_concurrent_streams
+        self._max_streams = max_streams or ctx.config.h2_max_concurrent_streams
         self._default_headers = ctx.default_headers
         self._scopes = ScopeFactory(info, ctx.config.root_path, ctx.state, ctx.proxies)
         self._streams: dict[int, Stream] = {}
@@ -604,6 +606,8 @@ class Connection:
             return True
         now = self._clock()
         upgrade = switch if switch.request is not None else None
+        from ..protocol.http2 import H2Adapter
+
         self.adapter = H2Adapter(self.ctx.h2_settings, now, self.info.scheme, upgrade)
         self._multiplexed = True
         events = self.adapter.receive_data(switch.data, now) if switch.data else []
@@ -613,6 +617,8 @@ class Connection:
         if len(self._streams) >= self._max_streams:
             # Calls the peer reset may still be unwinding: never more than
             # the limit at once, whatever the peer does.
+            from ..protocol.http2 import REFUSED_STREAM
+
             self.adapter.send(ResetStream(request.stream_id, REFUSED_STREAM))
             return
         stream = Stream(self, request.stream_id, request.protocol == "websocket")
@@ -670,6 +676,8 @@ class Connection:
         ctx = self.ctx
         cycle: HTTPCycle | WebSocketCycle
         if request.protocol == "websocket":
+            from ..asgi.websocket import WebSocketCycle  # (imported by the first WebSocket)
+
             scope = self._scopes.websocket(request)
             cycle = WebSocketCycle(ctx.app, scope, stream, self._default_headers)
         else:

@@ -8,10 +8,10 @@ set of live connections (for graceful shutdown and ``max_connections``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -20,18 +20,34 @@ from anyio.abc import ByteStream
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..logging import AccessLogger, StatsdClient
-from ..metrics import MetricsRecorder
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
-from ..protocol.http2 import H2Settings
 
 if TYPE_CHECKING:
+    from ..metrics import MetricsRecorder
+    from ..protocol.http2 import H2Settings
     from .connection import Connection
 
-__all__ = ["DefaultHeaders", "ServerContext"]
+__all__ = ["DefaultHeaders", "ServerContext", "http_date"]
 
 SERVER_HEADER = b"tricorn"
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(seconds: float) -> bytes:
+    """An HTTP date (RFC 9110 §5.6.7 IMF-fixdate), ``Sun, 06 Nov 1994 08:49:37 GMT``.
+
+    What ``email.utils.formatdate(seconds, usegmt=True)`` gives, without the
+    ``email`` package, which would cost every worker over a MiB of memory.
+    """
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    ).encode("ascii")
 
 
 class BackendIO(Protocol):
@@ -72,8 +88,7 @@ class DefaultHeaders:
             now = int(time.time())
             if now != self._second:
                 self._second = now
-                stamp = formatdate(now, usegmt=True).encode("ascii")
-                self._headers = [*self._server, (b"date", stamp)]
+                self._headers = [*self._server, (b"date", http_date(now))]
         return self._headers
 
 
@@ -88,7 +103,8 @@ class ServerContext:
     default_headers: DefaultHeaders
     h1_settings: H1Settings  # TLS connections that chose http/1.1
     h1c_settings: H1Settings  # cleartext: also recognises h2c
-    h2_settings: H2Settings
+    # Called on the first HTTP/2 connection: h2 is not imported before (a MiB saved).
+    make_h2_settings: Callable[[], H2Settings]
     connections: set[Connection] = field(default_factory=set)
     shutting_down: bool = False
     starting: int = 0  # accepted, not serving yet (TLS handshake): they count too
@@ -102,6 +118,11 @@ class ServerContext:
     requests: int = 0  # requests (and WebSockets) answered so far
     retire: anyio.Event = field(default_factory=anyio.Event)  # max_requests reached
     _slot_freed: anyio.Event = field(default_factory=anyio.Event)
+
+    @functools.cached_property
+    def h2_settings(self) -> H2Settings:
+        """The HTTP/2 adapter's settings (made on first use)."""
+        return self.make_h2_settings()
 
     def request_done(self) -> None:
         """Count one answered request; at ``max_requests`` the server retires."""

@@ -29,19 +29,19 @@ from ..asgi.lifespan import Lifespan
 from ..config import Config
 from ..errors import ConfigError, StartupFailure
 from ..logging import AccessLogger, StatsdClient, StatsdLogHandler
-from ..metrics import MetricsApp, MetricsRecorder, MetricsRegistry, metrics_config
 from ..middleware.proxy_headers import TrustedProxies
 from ..protocol._h1_fast import AVAILABLE as FAST_H1_AVAILABLE
+from ..protocol._ws_settings import WSSettings
 from ..protocol.events import Headers
 from ..protocol.http1 import H1Settings
-from ..protocol.http2 import H2Settings
-from ..protocol.websocket import WSSettings
 from ..sockets import BoundSockets, bind_sockets, describe
 from .context import BackendIO, DefaultHeaders, ServerContext
 from .listeners import Listener
 from .transport import TLSInfo
 
 if TYPE_CHECKING:  # aioquic is optional (the h3 extra): imported when QUIC is bound
+    from ..metrics import MetricsRecorder, MetricsRegistry  # (with metrics_bind only)
+    from ..protocol.http2 import H2Settings  # (imported by the first HTTP/2 connection)
     from ..protocol.http3 import H3Settings
     from ..protocol.quic import QuicSettings
     from .quic import QuicEndpoint
@@ -100,6 +100,8 @@ def ws_settings(config: Config) -> WSSettings:
 
 def h2_settings(config: Config) -> H2Settings:
     """The HTTP/2 adapter's settings, from the config."""
+    from ..protocol.http2 import H2Settings
+
     return H2Settings(
         max_concurrent_streams=config.h2_max_concurrent_streams,
         max_header_list_size=config.h2_max_header_list_size,
@@ -190,6 +192,8 @@ async def serve(
     """
     if metrics is None and config.metrics_bind is not None:
         # (The map is freed with its last view: a recorder may outlive this.)
+        from ..metrics import MetricsRegistry
+
         registry = MetricsRegistry(1)
         await _serve_with_metrics(app, config, registry, sockets, shutdown_trigger, io, task_status)
         return
@@ -208,7 +212,7 @@ async def serve(
         ),
         h1_settings=h1_settings(config),
         h1c_settings=dataclasses.replace(h1_settings(config), h2c="h2" in config.alpn_protocols),
-        h2_settings=h2_settings(config),
+        make_h2_settings=functools.partial(h2_settings, config),
         io=io,
         server_names=frozenset(config.server_names),
         clock=io.clock() if io is not None else anyio.current_time,
@@ -260,6 +264,8 @@ async def _serve_with_metrics(
 ) -> None:
     """``serve()`` in one process with its own metrics endpoint beside it,
     which stops once the server has drained."""
+    from ..metrics import MetricsApp, metrics_config
+
     index = registry.acquire()
     assert index is not None
     registry.set_workers(1)
