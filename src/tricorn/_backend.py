@@ -515,6 +515,7 @@ class _TrioStream(ByteStream):
         self._closed = False
         self._eager_reads = 0
         self._eager_sends = 0
+        self._drained = False
 
     @property
     def extra_attributes(self) -> Any:
@@ -533,23 +534,31 @@ class _TrioStream(ByteStream):
             self._eager_reads = 0
             await self._checkpoint()
         sock = self._sock
+        wait = self._drained  # the last read emptied the socket's buffer
         while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                data: bytes = sock.recv(max_bytes)
-            except BlockingIOError:
+            if wait:
                 self._eager_reads = 0
                 try:
                     await self._wait_readable(sock)
                 except (OSError, self._trio.ClosedResourceError) as exc:
                     raise self._error(exc) from exc
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                data: bytes = sock.recv(max_bytes)
+            except BlockingIOError:
+                wait = True
                 continue
             except OSError as exc:
                 raise self._error(exc) from exc
             self._eager_reads += 1
             if not data:
                 raise anyio.EndOfStream
+            # A short read took all there was: the next one waits first
+            # rather than trying a read that fails (a syscall and an
+            # exception per request or message, on a connection that
+            # alternates).
+            self._drained = len(data) < max_bytes
             return data
 
     async def send(self, item: bytes) -> None:

@@ -74,6 +74,48 @@ async def test_receive_and_end_of_stream() -> None:
             await server.receive()
 
 
+class _CountingSocket:
+    """A socket whose reads that would block are counted."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.would_block = 0
+
+    def recv(self, size: int) -> bytes:
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            self.would_block += 1
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+@pytest.mark.anyio
+async def test_after_a_short_read_the_next_waits_first() -> None:
+    """Request, answer, request: once a read took less than it asked for,
+    the next waits for the socket before reading (no read that fails
+    first); a read that filled its size reads again at once."""
+    async with pair() as (server, client):
+        counting = _CountingSocket(server._sock)  # type: ignore[attr-defined]
+        server._sock = counting  # type: ignore[attr-defined]
+
+        async def send_soon(data: bytes) -> None:
+            await anyio.sleep(0.01)
+            await client.send(data)
+
+        for _ in range(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send_soon, b"ping")
+                assert await server.receive() == b"ping"
+        assert counting.would_block <= 1  # (the first read knew nothing yet)
+        await client.send(b"x" * 10)
+        await anyio.sleep(0.01)
+        assert await server.receive(4) == b"xxxx"
+        assert await server.receive(100) == b"x" * 6  # read at once: no wait
+
+
 @pytest.mark.anyio
 async def test_eager_sends_let_other_tasks_run() -> None:
     """Sends the socket takes at once still yield now and then."""

@@ -768,7 +768,11 @@ class Connection:
 
 def _payload(events: tuple[Event, ...]) -> int:
     """The body bytes among ``events``."""
-    return sum(len(e.data) for e in events if isinstance(e, Data))
+    size = 0
+    for event in events:  # (no generator: once per send)
+        if type(event) is Data:
+            size += len(event.data)
+    return size
 
 
 def _host(request: Request) -> str:
