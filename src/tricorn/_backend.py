@@ -579,16 +579,23 @@ class _TrioStream(ByteStream):
             return
         self._eager_sends = 0
         view = memoryview(item)[sent:]
-        while view:
-            try:
-                await self._wait_writable(sock)
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                continue
-            except (OSError, self._trio.ClosedResourceError) as exc:
-                raise self._error(exc) from exc
-            if self._closed:
-                raise anyio.ClosedResourceError
+        # A write once begun is finished, cancelled or not: a cancelled
+        # send that left part of ``item`` unsent would break the byte
+        # stream for every other user of the connection (an HTTP/2 frame
+        # cut short by the reset of another stream's call; a TLS record).
+        # A peer that stops reading is write_timeout's, and a close ends
+        # the wait (ClosedResourceError).
+        with self._trio.CancelScope(shield=True):
+            while view:
+                try:
+                    await self._wait_writable(sock)
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    continue
+                except (OSError, self._trio.ClosedResourceError) as exc:
+                    raise self._error(exc) from exc
+                if self._closed:
+                    raise anyio.ClosedResourceError
 
     async def send_eof(self) -> None:
         if self._closed:

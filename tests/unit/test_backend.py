@@ -65,6 +65,31 @@ async def test_bulk_send_past_the_socket_buffer() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_cancelled_send_still_delivers_all_of_its_bytes() -> None:
+    """The caller's cancellation while the socket is full does not cut the
+    write short: the bytes after it stay in order (other streams' frames
+    share the connection)."""
+    data = bytes(range(256)) * 40000  # 10 MB: blocks until the peer reads
+    async with pair() as (server, client):
+        received = bytearray()
+
+        async def read_later() -> None:
+            await anyio.sleep(0.2)  # after the cancellation
+            while len(received) < len(data) + 5:
+                received.extend(await client.receive())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_later)
+                with anyio.move_on_after(0.05) as scope:
+                    await server.send(data)  # finishes once the reader reads
+                    await anyio.sleep(1)  # (the cancellation lands here)
+                assert scope.cancelled_caught
+                await server.send(b"after")
+        assert bytes(received) == data + b"after"
+
+
+@pytest.mark.anyio
 async def test_receive_and_end_of_stream() -> None:
     async with pair() as (server, client):
         await client.send(b"hello")
