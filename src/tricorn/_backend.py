@@ -290,6 +290,20 @@ async def receive_datagrams(
         loop.remove_reader(fd)
 
 
+_IOV_MAX = 1024  # buffers one writev takes (Linux's UIO_MAXIOV)
+
+
+def _rest(parts: list[bytes | memoryview], sent: int) -> bytes:
+    """The bytes of ``parts`` after the first ``sent``, in one buffer."""
+    if not sent:
+        return b"".join(parts)
+    for index, part in enumerate(parts):
+        if sent < len(part):
+            return b"".join([part[sent:], *parts[index + 1 :]])
+        sent -= len(part)
+    return b""
+
+
 def wrap(stream: ByteStream) -> ByteStream:
     """A faster stream over the same connection where the loop allows.
 
@@ -343,6 +357,8 @@ class _AsyncioStream(ByteStream):
         self._reading_paused = False
         self._eager = 0
         self._receiver: Callable[[bytes], bool] | None = None
+        sock = transport.get_extra_info("socket")
+        self._fd: int = sock.fileno() if sock is not None else -1  # for send_parts
         transport.set_protocol(_AsyncioProtocol(self))
         transport.set_write_buffer_limits(high=self._WRITE_HIGH_WATER)
         transport.resume_reading()
@@ -432,6 +448,30 @@ class _AsyncioStream(ByteStream):
                 raise anyio.ClosedResourceError
             raise anyio.BrokenResourceError from self._error
         transport.write(item)
+        await self._drain()
+
+    async def send_parts(self, parts: list[bytes | memoryview], size: int) -> None:
+        """Send the ``size`` bytes of ``parts`` in order, gathered by the
+        kernel (``writev``) when the transport has nothing queued (so the
+        order holds): no copy into one buffer first. The rest, if the
+        socket took only part, is queued in the transport as usual."""
+        transport = self._transport
+        if self._error is not None or transport.is_closing():
+            if self._closed:
+                raise anyio.ClosedResourceError
+            raise anyio.BrokenResourceError from self._error
+        sent = 0
+        if self._fd >= 0 and len(parts) <= _IOV_MAX and not transport.get_write_buffer_size():
+            try:
+                sent = os.writev(self._fd, parts)
+            except OSError:  # (BlockingIOError; else the transport finds the error itself)
+                sent = 0
+        if sent < size:
+            transport.write(_rest(parts, sent))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark."""
         while self._write_paused and not self._lost_connection:
             self._drainer = self._loop.create_future()
             try:
@@ -596,6 +636,28 @@ class _TrioStream(ByteStream):
                     raise self._error(exc) from exc
                 if self._closed:
                     raise anyio.ClosedResourceError
+
+    async def send_parts(self, parts: list[bytes | memoryview], size: int) -> None:
+        """Send the ``size`` bytes of ``parts`` in order, gathered by the
+        kernel (``sendmsg``): no copy into one buffer first; what the
+        socket does not take at once goes as :meth:`send` sends."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        sent = 0
+        if len(parts) <= _IOV_MAX:
+            try:
+                sent = self._sock.sendmsg(parts)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise self._error(exc) from exc
+        if sent < size:
+            await self.send(_rest(parts, sent))
+            return
+        self._eager_sends += 1
+        if self._eager_sends >= self._MAX_EAGER:
+            self._eager_sends = 0
+            await self._checkpoint()
 
     async def send_eof(self) -> None:
         if self._closed:

@@ -90,6 +90,32 @@ async def test_a_cancelled_send_still_delivers_all_of_its_bytes() -> None:
 
 
 @pytest.mark.anyio
+async def test_send_parts_in_order_past_the_socket_buffer() -> None:
+    """Buffers sent gathered (``sendmsg``) arrive in order and whole, also
+    when the socket takes only part of them."""
+    payload = bytes(range(256)) * 16384  # 4 MiB: past the socket buffer
+    view = memoryview(payload)
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(payload), 16384):
+        parts += [b"HEAD%05d" % start, view[start : start + 16384]]
+    expected = b"".join(parts)
+    async with pair() as (server, client):
+        received = bytearray()
+
+        async def read() -> None:
+            while len(received) < len(expected) + 3:
+                received.extend(await client.receive())
+                await anyio.sleep(0)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await server.send_parts(parts, len(expected))  # type: ignore[attr-defined]
+                await server.send(b"end")
+        assert bytes(received) == expected + b"end"
+
+
+@pytest.mark.anyio
 async def test_receive_and_end_of_stream() -> None:
     async with pair() as (server, client):
         await client.send(b"hello")

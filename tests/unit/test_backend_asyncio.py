@@ -199,3 +199,54 @@ async def test_receiver_is_not_asked_without_a_waiting_receive() -> None:
                 await client.send(b"second")
             assert got == [b"second"]
             assert seen == []
+
+
+# ------------------------------------------------------------------ gathered sends
+
+
+def _parts(data: bytes, size: int) -> list[bytes | memoryview]:
+    """``data`` as frame-sized views with a 9-byte head before each."""
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(data), size):
+        parts += [b"HEAD%05d" % start, view[start : start + size]]
+    return parts
+
+
+async def test_send_parts_in_order_past_the_socket_buffer() -> None:
+    """Buffers sent gathered arrive in order, whole, also when the socket
+    takes only part (the rest waits in the transport) and between plain
+    sends."""
+    payload = bytes(range(256)) * 4096  # 1 MiB per send_parts: past the socket buffer
+    parts = _parts(payload, 16384)
+    expected = b"".join(parts)
+    async with wrapped_pair() as (server, client):
+        received = bytearray()
+
+        async def read() -> None:
+            while len(received) < 2 * len(expected) + 6:
+                received.extend(await client.receive())
+                await anyio.sleep(0)  # a slow reader
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await server.send(b"start:")
+                await server.send_parts(parts, len(expected))
+                await server.send_parts(parts, len(expected))
+        assert bytes(received) == b"start:" + expected + expected
+
+
+def test_rest_of_parts() -> None:
+    parts: list[bytes | memoryview] = [b"abc", memoryview(b"defg"), b"h"]
+    assert [_backend._rest(parts, n) for n in range(9)] == [
+        b"abcdefgh",
+        b"bcdefgh",
+        b"cdefgh",
+        b"defgh",
+        b"efgh",
+        b"fgh",
+        b"gh",
+        b"h",
+        b"",
+    ]

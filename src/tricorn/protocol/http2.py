@@ -341,6 +341,17 @@ class _Connection(h2.connection.H2Connection):
         self._data_to_send = bytearray(data)
         return super().data_to_send(amount)
 
+    def take_parts(self) -> list[bytes | memoryview]:
+        """What ``data_to_send`` would join, as the buffers it was framed
+        in (DATA payloads are views of the application's bytes)."""
+        parts = self._parts
+        if not parts:
+            data = super().data_to_send()
+            return [data] if data else []
+        self._queue()  # (h2's own bytes go behind the frames before them)
+        self._parts = []
+        return parts
+
     def clear_outbound_data_buffer(self) -> None:
         self._parts.clear()
         super().clear_outbound_data_buffer()
@@ -643,6 +654,18 @@ class H2Adapter(StreamWebSockets):
             data = bytes(self._out) + data
             self._out.clear()
         return data
+
+    def data_parts(self) -> list[bytes | memoryview]:
+        """``data_to_send`` unjoined: the frames as buffers, for a writer
+        that gathers them in one system call (a streamed body is then
+        copied once, by the kernel, instead of twice)."""
+        if self._sending:
+            self._pump()
+        parts = self._conn.take_parts()
+        if self._out:
+            parts.insert(0, bytes(self._out))
+            self._out.clear()
+        return parts
 
     def writable(self, stream_id: int) -> bool:
         """``False`` while ``stream_id`` has data the peer's windows hold back."""

@@ -89,6 +89,7 @@ log = logging.getLogger("tricorn.error")
 READ_SIZE = 65536
 _COALESCE_BELOW = 16384  # body chunks smaller than this wait one turn to share a write
 _WRITE_BEHIND = 65536  # bytes senders may queue behind a write in progress (HTTP/2)
+_GATHER_FROM = 32768  # output this large goes to the kernel as its buffers (_take)
 _CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
 _LINGER_LIMIT = 1024 * 1024  # input dropped while an HTTP/2 connection closes
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
@@ -162,6 +163,11 @@ class Connection:
         self._reading = False  # the read loop waits in receive()
         self._read_returned: anyio.Event | None = None
         self._tg: TaskGroup | None = None
+        # The transport sends buffers gathered (writev) and the adapter can
+        # give them (HTTP/2 over cleartext TCP): see _take.
+        self._gathers = hasattr(transport, "send_parts") and (
+            adapter is None or hasattr(adapter, "data_parts")
+        )
 
     # ------------------------------------------------------------ public
 
@@ -393,30 +399,48 @@ class Connection:
             return False
         if self._writing:
             await self._acquire_write()
-            adapter = self.adapter  # (an h2c switch may have replaced it meanwhile)
-            data = adapter.data_to_send()
+            out = self._take()
         else:
-            adapter = self.adapter
             # The turn is free and nothing awaits before it is taken: the
             # bytes may be looked at first (most reads have none to write).
-            data = adapter.data_to_send()
-            if not data:
+            out = self._take()
+            if out is None:
                 return True
             self._writing = True
             self._writes += 1
         try:
-            while data:
-                taken = self._queued  # every send queued so far is in ``data``
+            transport = self.transport
+            while out is not None:
+                taken = self._queued  # every send queued so far is in ``out``
                 self._behind = 0
-                await self.transport.send(data)
+                if type(out) is bytes:
+                    await transport.send(out)
+                else:
+                    await transport.send_parts(*out)  # type: ignore[attr-defined]
                 self._written = taken
-                data = adapter.data_to_send()
+                out = self._take()
             return True
         except _BROKEN:
             self._mark_broken()
             return False
         finally:
             self._release_write()
+
+    def _take(self) -> bytes | tuple[list[bytes | memoryview], int] | None:
+        """The adapter's output, or ``None``. Much of it, on a transport
+        that gathers buffers (``send_parts``: cleartext sockets), comes as
+        the adapter's buffers and their size: a streamed HTTP/2 body is not
+        copied into one buffer on its way to the kernel."""
+        adapter = self.adapter
+        if self._multiplexed and self._gathers:
+            parts = adapter.data_parts()  # type: ignore[attr-defined]
+            if not parts:
+                return None
+            size = sum(map(len, parts))
+            if size >= _GATHER_FROM:
+                return parts, size
+            return b"".join(parts)
+        return adapter.data_to_send() or None
 
     def _mark_broken(self) -> None:
         self._broken = True

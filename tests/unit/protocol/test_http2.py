@@ -591,6 +591,35 @@ def test_large_body_is_split_into_frames() -> None:
     assert body_of(events, 1) == body
 
 
+def test_data_parts_are_the_bytes_of_data_to_send() -> None:
+    """``data_parts`` gives what ``data_to_send`` would, unjoined: the
+    body's frames as views of the application's bytes (no copy), behind
+    what h2 queued itself (the SETTINGS ack here), and nothing twice."""
+    body = bytes(range(256)) * 200
+    outputs = []
+    peers = []
+    for gathered in (False, True):
+        peer = Peer(handshake=False)
+        peers.append(peer)
+        peer.flush()  # the client's preface and SETTINGS: our SETTINGS and ack queued
+        peer.client.send_headers(1, request_headers(), True)
+        peer.flush()
+        peer.adapter.send(Response(1, 200, []))
+        peer.adapter.send(Data(1, body))
+        peer.adapter.send(EndData(1))
+        if gathered:
+            parts = peer.adapter.data_parts()
+            assert any(isinstance(part, memoryview) and part.obj is body for part in parts)
+            outputs.append(b"".join(parts))
+            assert peer.adapter.data_parts() == []
+        else:
+            outputs.append(peer.adapter.data_to_send())
+    plain, gathered_bytes = outputs
+    assert gathered_bytes == plain
+    events = peers[1].client.receive_data(gathered_bytes)
+    assert body_of(events, 1) == body
+
+
 def test_send_after_response_complete_is_ignored() -> None:
     peer = Peer()
     peer.request(1)
