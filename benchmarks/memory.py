@@ -576,26 +576,6 @@ def _probe_python(python: str, code: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip()
-
-
-def _cpu_model() -> str:
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return ""
-
-
 VERSIONS_CODE = """
 import importlib.metadata as m, json, platform
 names = ("tricorn", "hypercorn", "anyio", "h11", "h2", "wsproto", "aioquic", "uvloop", "trio")
@@ -744,9 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/memory.py", *regenerate_args(given)]),
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "git_commit": _git_commit(),
+        "git_commit": report.git_commit(REPO),
         "tricorn_source": "installed" if args.installed else "checkout",
-        "cpu_model": _cpu_model(),
+        "cpu_model": report.cpu_model(),
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,
         "versions": json.loads(versions_text) if versions_text else {},

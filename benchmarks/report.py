@@ -18,6 +18,7 @@ A summary maps ``"SCENARIO|SERVER"`` to a cell: ``runs`` and ``ok_runs``
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,31 @@ class RunInfo:
     git_commit: str = ""
     cpu_model: str = ""
     chart: str | None = "performance.png"
+
+
+def git_commit(repo: Path) -> str:
+    """``git describe --always --dirty`` of ``repo`` ("" if git cannot say)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def scenarios_of(summary: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> list[str]:

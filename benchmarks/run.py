@@ -74,29 +74,6 @@ def _probe(python: str, code: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def _git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip()
-
-
 def render(run_dir: Path) -> int:
     """Write docs/performance.md (and the chart, with matplotlib) from ``run_dir``."""
     report = _load_report()
@@ -176,14 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or REPO / "benchmarks" / "results" / now.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     given = sys.argv[1:] if argv is None else list(argv)
+    report = _load_report()
     info = {
         "command": shlex.join(["python", "benchmarks/run.py", *given]),
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "tricorn_version": _probe(
             args.python, "import importlib.metadata as m; print(m.version('tricorn'))"
         ),
-        "git_commit": _git_commit(),
-        "cpu_model": _cpu_model(),
+        "git_commit": report.git_commit(REPO),
+        "cpu_model": report.cpu_model(),
     }
     (out / RUN_INFO).write_text(json.dumps(info, indent=1))
     command = bench_argv(args, bench_py, out)
