@@ -413,10 +413,10 @@ class Connection:
             while out is not None:
                 taken = self._queued  # every send queued so far is in ``out``
                 self._behind = 0
-                if type(out) is bytes:
-                    await transport.send(out)
-                else:
+                if type(out) is tuple:
                     await transport.send_parts(*out)  # type: ignore[attr-defined]
+                else:
+                    await transport.send(out)  # type: ignore[arg-type]
                 self._written = taken
                 out = self._take()
             return True
