@@ -192,7 +192,7 @@ class FastReader:
                 )
         if hosts > 1 or (hosts == 0 and version == b"1.1"):
             return None  # h11 refuses these
-        if length > 0:
+        if length >= 0:  # (0 too: h11 reports its EndOfMessage)
             self._state = _BODY
             self._remaining = length
         else:

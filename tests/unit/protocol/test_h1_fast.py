@@ -49,6 +49,24 @@ def test_a_content_length_body_is_sliced_and_the_next_request_kept() -> None:
     assert reader.trailing_data == (b"GET / HTTP/1.1\r\n", False)
 
 
+def test_a_zero_content_length_ends_the_body_at_once() -> None:
+    """As h11: the message is complete with its head (an empty POST once
+    waited for a body that never comes)."""
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    reader = FastReader(LIMIT)
+    reader.receive_data(data)
+    assert type(reader.next_event()) is ParsedHead
+    assert type(reader.next_event()) is h11.EndOfMessage
+    assert reader.next_event() is h11.NEED_DATA
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    assert [type(conn.next_event()) for _ in range(3)] == [
+        h11.Request,
+        h11.EndOfMessage,
+        type(h11.NEED_DATA),
+    ]
+
+
 def test_a_body_cut_short_by_the_peer_is_an_error() -> None:
     reader = FastReader(LIMIT)
     reader.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
