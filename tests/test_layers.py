@@ -36,8 +36,12 @@ BACKEND_LIBRARIES = frozenset({"asyncio", "uvloop", "trio"})
 #: Modules that count as standard library although ``sys.stdlib_module_names``
 #: of some supported Python lacks them: ``tomllib`` is 3.11+, and ``tomli`` and
 #: ``exceptiongroup`` are its and 3.11's ``ExceptionGroup`` backports (pyproject
-#: requires them on 3.10 only); ``_typeshed`` exists for type checkers only.
-STDLIB_BACKPORTS = frozenset({"tomllib", "tomli", "exceptiongroup", "_typeshed"})
+#: requires them on 3.10 only); ``_typeshed`` exists for type checkers only, and
+#: ``typing_extensions`` is imported for them only (``dataclass_transform``'s
+#: ``frozen_default``, 3.12+ in ``typing``), under ``TYPE_CHECKING``.
+STDLIB_BACKPORTS = frozenset(
+    {"tomllib", "tomli", "exceptiongroup", "_typeshed", "typing_extensions"}
+)
 STDLIB = frozenset(sys.stdlib_module_names) | STDLIB_BACKPORTS
 
 
