@@ -173,14 +173,19 @@ def event_class() -> Callable[[], anyio.Event] | None:
     (use anyio's). On asyncio anyio's event wraps an ``asyncio.Event``,
     which wraps a future per wait; the core makes one per message it hands
     an application, so this one is a bare future."""
-    global _get_running_loop
-    if _asyncio_loop() is None:  # trio
+    global _bound_event
+    loop = _asyncio_loop()
+    if loop is None:  # trio
         return None
-    _get_running_loop = sys.modules["asyncio"].get_running_loop
-    return _AsyncioEvent  # type: ignore[return-value]
+    if _bound_event is None or _bound_event._loop is not loop:
+        # A subclass holding the loop: asyncio.get_running_loop() makes a
+        # getpid() system call each time before Python 3.12 (a fork check),
+        # and waits are made per request.
+        _bound_event = type("_AsyncioEvent", (_AsyncioEvent,), {"__slots__": (), "_loop": loop})
+    return _bound_event  # type: ignore[return-value]
 
 
-_get_running_loop: Callable[[], Any]  # asyncio's, once event_class() was asked on asyncio
+_bound_event: type[_AsyncioEvent] | None = None  # for the loop event_class() last saw
 
 
 class _AsyncioEvent:
@@ -190,6 +195,7 @@ class _AsyncioEvent:
     the one waiter's future (the usual case), or a list of them."""
 
     __slots__ = ("_set", "_waiters")
+    _loop: Any  # the running loop (see event_class)
 
     def __init__(self) -> None:
         self._set = False
@@ -215,7 +221,7 @@ class _AsyncioEvent:
         if self._set:
             await anyio.lowlevel.checkpoint()  # as anyio's: a wait is a checkpoint
             return
-        future = _get_running_loop().create_future()
+        future = self._loop.create_future()
         waiters = self._waiters
         if waiters is None:
             self._waiters = future

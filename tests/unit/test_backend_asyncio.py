@@ -36,6 +36,23 @@ def new_event() -> anyio.Event:
 # ------------------------------------------------------------------ event
 
 
+async def test_event_waits_without_asking_asyncio_for_the_loop() -> None:
+    """Before Python 3.12 ``asyncio.get_running_loop()`` makes a getpid()
+    system call: the event class holds its loop instead (a wait per
+    request). Started where no loop runs (a worker thread), a wait that
+    looked the loop up would fail."""
+    make = _backend.event_class()
+    assert make is not None
+    assert make is _backend.event_class()  # one class per loop
+    event = make()
+    wait = event.wait()
+    future = await anyio.to_thread.run_sync(wait.send, None)  # to its await
+    assert not future.done()
+    event.set()
+    with pytest.raises(StopIteration):
+        wait.send(None)
+
+
 async def test_event_set_before_and_after_wait() -> None:
     event = new_event()
     assert not event.is_set()
