@@ -30,23 +30,41 @@ try:
 except ImportError:  # pragma: no cover - the extra [httptools] is absent
     httptools = None  # type: ignore[assignment]
 
-__all__ = ["AVAILABLE", "FastReader", "ParsedHead"]
+__all__ = ["AVAILABLE", "FastReader", "Llhttp", "ParsedHead"]
 
 AVAILABLE = httptools is not None
 
 _HEAD_END = re.compile(rb"\n\r?\n")  # h11's end of a head (bare LF allowed)
 _DIGITS = re.compile(rb"[0-9]+")
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+_VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
 _OWS = b" \t"
 _END_OF_MESSAGE = h11.EndOfMessage()
 
 
 class ParsedHead:
     """A request head read on the fast path; the attributes the adapter
-    reads from an ``h11.Request``. ``headers`` are (lowercased name,
-    value) pairs, ``raw`` (name as sent, value) pairs."""
+    reads from an ``h11.Request``, and what it would look up in the
+    fields itself (read here as they are collected).
 
-    __slots__ = ("headers", "http_version", "method", "raw", "target")
+    ``headers`` are (lowercased name, value) pairs, ``raw`` (name as sent,
+    value) pairs; ``host`` is the one Host value (``None``: HTTP/1.0
+    without one); ``framed``: a Content-Length came (the one framing the
+    fast path takes); ``trailers``: a TE field names trailers;
+    ``connection``: the Connection values, lowercased, each after a comma;
+    ``upgrade``: the Upgrade values, comma-joined."""
+
+    __slots__ = (
+        "connection",
+        "framed",
+        "headers",
+        "host",
+        "http_version",
+        "method",
+        "raw",
+        "target",
+        "trailers",
+        "upgrade",
+    )
 
     def __init__(
         self,
@@ -61,26 +79,93 @@ class ParsedHead:
         self.http_version = http_version
         self.headers = headers
         self.raw = raw
+        self.host: bytes | None = None
+        self.framed = False
+        self.trailers = False
+        self.connection = b""
+        self.upgrade: bytes | None = None
+
+
+# The fields the fast path looks at; every other field is only collected.
+_HOST = 1
+_CONTENT_LENGTH = 2
+_TRANSFER_ENCODING = 3
+_EXPECT = 4
+_TE = 5
+_CONNECTION = 6
+_UPGRADE = 7
+_SPECIAL = {
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"expect": _EXPECT,
+    b"te": _TE,
+    b"connection": _CONNECTION,
+    b"upgrade": _UPGRADE,
+}
 
 
 class _Collect:
-    """httptools' callbacks for one head."""
+    """httptools' callbacks for heads; ``message_complete``: llhttp has
+    read a whole message (a head without a body), so the parser may read
+    the connection's next head."""
 
-    __slots__ = ("complete", "fields", "url")
+    __slots__ = ("complete", "headers", "keep_raw", "message_complete", "raw", "special", "url")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_raw: bool) -> None:
+        self.keep_raw = keep_raw
+        self.reset()
+
+    def reset(self) -> None:
         self.url = b""
-        self.fields: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.special: list[tuple[int, bytes]] = []
         self.complete = False
+        self.message_complete = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name, value))
+        lowered = name.lower()
+        value = value.rstrip(_OWS)
+        self.headers.append((lowered, value))
+        if self.keep_raw:
+            self.raw.append((name, value))
+        kind = _SPECIAL.get(lowered)
+        if kind is not None:
+            self.special.append((kind, value))
 
     def on_headers_complete(self) -> None:
         self.complete = True
+
+    def on_message_complete(self) -> None:
+        self.message_complete = True
+
+
+class Llhttp:
+    """A connection's llhttp parser between requests: a head that leaves
+    it ready for the next message hands it on to the next request's
+    reader (making one costs as much as reading a short head)."""
+
+    __slots__ = ("_keep_raw", "_parser")
+
+    def __init__(self, keep_raw: bool = True) -> None:
+        self._keep_raw = keep_raw  # collect the fields as sent too (``ParsedHead.raw``)
+        self._parser: tuple[_Collect, Any] | None = None
+
+    def take(self) -> tuple[_Collect, Any]:
+        parser = self._parser
+        if parser is None:
+            collect = _Collect(self._keep_raw)
+            return collect, httptools.HttpRequestParser(collect)
+        self._parser = None
+        parser[0].reset()
+        return parser
+
+    def give_back(self, parser: tuple[_Collect, Any]) -> None:
+        self._parser = parser
 
 
 _HEAD = 0  # reading the head
@@ -96,13 +181,15 @@ class FastReader:
         "_eof",
         "_h11",
         "_limit",
+        "_llhttp",
         "_remaining",
         "_state",
         "they_are_waiting_for_100_continue",
     )
 
-    def __init__(self, max_incomplete_size: int) -> None:
+    def __init__(self, max_incomplete_size: int, llhttp: Llhttp | None = None) -> None:
         self._limit = max_incomplete_size
+        self._llhttp = llhttp if llhttp is not None else Llhttp()
         self._buffer = b""
         self._eof = False
         self._h11: h11.Connection | None = None
@@ -146,59 +233,82 @@ class FastReader:
         self._buffer = buffer[end.end() :]
         return head
 
+    def take_head(self, data: bytes) -> ParsedHead | None:
+        """A fresh reader's first input, when ``data`` is exactly one
+        request head that takes the fast path (the common keep-alive
+        request, arriving in one piece): its head, as ``next_event`` would
+        return it. ``None``, with nothing taken, for anything else."""
+        if self._buffer or self._h11 is not None or self._state is not _HEAD or self._eof:
+            return None
+        # The head's end (h11's: a line feed, an optional CR, a line feed)
+        # is the end of ``data``: none before it, nothing after it.
+        end = len(data) - 3
+        if len(data) > self._limit or data.find(b"\n\r\n") != end or data.find(b"\n\n") >= 0:
+            return None  # incomplete, or more than a head (body, pipelining)
+        return self._parse_head(data)
+
     def _parse_head(self, data: bytes) -> ParsedHead | None:
         """The head if it takes the fast path (and the body framing set
         up), else ``None``."""
-        collect = _Collect()
-        parser = httptools.HttpRequestParser(collect)
+        parser = self._llhttp.take()
+        collect, llhttp = parser
+        reusable = True
         try:
-            parser.feed_data(data)
+            llhttp.feed_data(data)
         except httptools.HttpParserUpgrade:
-            pass  # an Upgrade request: llhttp stops after the head
+            reusable = False  # an Upgrade request: llhttp stops after the head
         except httptools.HttpParserError:
             return None
         if not collect.complete:  # pragma: no cover - a head ends with its blank line
             return None
-        version = _VERSIONS.get(parser.get_http_version())
-        method = parser.get_method()
+        method = llhttp.get_method()
         target = collect.url
+        # llhttp lets repeated spaces through; h11 wants the exact grammar,
+        # "method SP target SP HTTP/x.y", of which these are the parts.
+        spaced = len(method)
+        spaced_too = spaced + 1 + len(target)
+        if data.find(b"\r\n") != spaced_too + 9 or data[spaced] != 32 or data[spaced_too] != 32:
+            return None
+        version = _VERSIONS.get(data[spaced_too + 1 : spaced_too + 9])
         if version is None or method == b"CONNECT":
             return None
-        # llhttp lets repeated spaces through; h11 wants the exact grammar.
-        line_end = data.find(b"\r\n")
-        if data[:line_end] != b"%s %s HTTP/%s" % (method, target, version):
-            return None
-        headers: list[tuple[bytes, bytes]] = []
-        raw: list[tuple[bytes, bytes]] = []
+        head = ParsedHead(method, target, version, collect.headers, collect.raw)
         hosts = 0
         length = -1
         expect = False
-        for name, value in collect.fields:
-            value = value.rstrip(_OWS)
-            lowered = name.lower()
-            headers.append((lowered, value))
-            raw.append((name, value))
-            if lowered == b"host":
+        for kind, value in collect.special:
+            if kind is _HOST:
                 hosts += 1
-            elif lowered == b"content-length":
+                head.host = value
+            elif kind is _CONTENT_LENGTH:
                 if length >= 0 or _DIGITS.fullmatch(value) is None:
                     return None
                 length = int(value)
-            elif lowered == b"transfer-encoding":
+            elif kind is _TRANSFER_ENCODING:
                 return None  # chunked: h11 reads it
-            elif lowered == b"expect":
+            elif kind is _EXPECT:
                 expect = expect or b"100-continue" in (
                     token.strip() for token in value.lower().split(b",")
                 )
+            elif kind is _TE:
+                head.trailers = b"trailers" in value.lower()
+            elif kind is _CONNECTION:
+                head.connection += b"," + value.lower()
+            else:  # _UPGRADE
+                upgrade = head.upgrade
+                head.upgrade = value if upgrade is None else upgrade + b"," + value
         if hosts > 1 or (hosts == 0 and version == b"1.1"):
             return None  # h11 refuses these
         if length >= 0:  # (0 too: h11 reports its EndOfMessage)
             self._state = _BODY
             self._remaining = length
+            head.framed = True
         else:
             self._state = _DONE
+        if reusable and collect.message_complete and llhttp.should_keep_alive():
+            self._llhttp.give_back(parser)  # for the next request
         self.they_are_waiting_for_100_continue = expect and version == b"1.1"
-        return ParsedHead(method, target, version, headers, raw)
+        return head
 
     def _body(self) -> Any:
         remaining = self._remaining

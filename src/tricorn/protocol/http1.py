@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from ..errors import AppProtocolError
-from ._h1_fast import FastReader, ParsedHead
+from ._h1_fast import FastReader, Llhttp, ParsedHead
 from ._ws_settings import WSSettings
 from .events import (
     Body,
@@ -204,6 +204,7 @@ class H1Adapter:
 
     def __init__(self, settings: H1Settings) -> None:
         self.settings = settings
+        self._llhttp: Llhttp | None = None  # the fast reader's parser, kept between requests
         self._h11 = self._new_parser()
         self._out: list[bytes] = []
         self.stream_id = 1
@@ -242,7 +243,10 @@ class H1Adapter:
 
     def _new_parser(self) -> h11.Connection | FastReader:
         if self.settings.parser == "httptools":
-            return FastReader(self.settings.max_incomplete_size)
+            llhttp = self._llhttp
+            if llhttp is None:
+                llhttp = self._llhttp = Llhttp(self.settings.pass_raw_headers)
+            return FastReader(self.settings.max_incomplete_size, llhttp)
         return h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_size
         )
@@ -334,6 +338,43 @@ class H1Adapter:
                 self._queued += 1
         return queued
 
+    def receive_request(self, data: bytes, now: float) -> list[Event] | None:
+        """:meth:`receive_data` for bytes that are exactly one request head,
+        arriving between requests of a kept-alive connection, which the
+        core may take without its read loop (see
+        ``Connection._receive_request``): the request, and its ``EndBody``
+        when it has no body. ``None`` (nothing consumed) for anything else:
+        a partial or pipelined head, one the fast reader or this adapter
+        would refuse (the read loop then answers it), the first request of
+        a connection (HTTP/2 preface, ``Upgrade: h2c``), a closing one."""
+        if (
+            self._in_request
+            or self._poll
+            or self._closing
+            or self._eof
+            or self._shutdown
+            or self._ws is not None
+            or self._sniff is not None
+            or self._head_since is not None
+            or not self._requests
+        ):
+            return None
+        reader = self._h11
+        if type(reader) is not FastReader:
+            return None
+        head = reader.take_head(data)
+        if head is None:
+            return None
+        try:
+            request = self._on_request(head, data, now)
+        except _Reject:
+            self._h11 = self._new_parser()  # the read loop reads it again and answers
+            return None
+        self._last_read = now
+        if self._body_complete:  # no body framing: no body
+            return [request, EndBody(self.stream_id)]
+        return [request, *self._parse(now)]  # (Content-Length: 0 ends it now)
+
     def next_events(self, now: float) -> list[Event]:
         if self._closing:
             if self._close_sent:
@@ -419,10 +460,26 @@ class H1Adapter:
         if version != b"1.1" and version != b"1.0":
             raise _Reject(505, "HTTP version not supported")
         raw_headers: Headers | None = None
+        framing = 0
+        expect_trailers = False
+        keep_alive = version == b"1.1"
+        upgrade: bytes | None = None
+        connection = b""
         if type(event) is ParsedHead:
+            # The fast reader looked the fields up as it collected them, and
+            # took one Content-Length of digits at most (no smuggling to check).
             headers: Headers = event.headers
             if self.settings.pass_raw_headers:
                 raw_headers = event.raw
+            host = event.host
+            if host is not None and _HOST.fullmatch(host) is None:
+                raise _Reject(400, "invalid Host header")
+            expect_trailers = event.trailers
+            connection = event.connection
+            if connection and b"close" in connection:
+                keep_alive = False
+            upgrade = event.upgrade
+            framed = event.framed
         else:
             assert isinstance(event, h11.Request)
             items = getattr(event.headers, "_full_items", None)  # h11 internals: a fast path
@@ -432,30 +489,26 @@ class H1Adapter:
                 headers = list(event.headers)
             if self.settings.pass_raw_headers:
                 raw_headers = list(event.headers.raw_items())
-        framing = 0
-        expect_trailers = False
-        keep_alive = version == b"1.1"
-        upgrade: bytes | None = None
-        connection = b""
-        for name, value in headers:
-            if name == b"host":
-                if _HOST.fullmatch(value) is None:
-                    raise _Reject(400, "invalid Host header")
-            elif name == b"content-length" or name == b"transfer-encoding":
-                framing += 1
-            elif name == b"te":
-                expect_trailers = b"trailers" in value.lower()
-            elif name == b"connection":
-                connection += b"," + value.lower()
-                if b"close" in connection:
-                    keep_alive = False
-            elif name == b"upgrade":
-                upgrade = value if upgrade is None else upgrade + b"," + value
-        if framing:
-            _check_framing(head, http10=version == b"1.0")
+            for name, value in headers:
+                if name == b"host":
+                    if _HOST.fullmatch(value) is None:
+                        raise _Reject(400, "invalid Host header")
+                elif name == b"content-length" or name == b"transfer-encoding":
+                    framing += 1
+                elif name == b"te":
+                    expect_trailers = b"trailers" in value.lower()
+                elif name == b"connection":
+                    connection += b"," + value.lower()
+                    if b"close" in connection:
+                        keep_alive = False
+                elif name == b"upgrade":
+                    upgrade = value if upgrade is None else upgrade + b"," + value
+            if framing:
+                _check_framing(head, http10=version == b"1.0")
+            framed = framing > 0
         protocol = None
         if upgrade is not None and _websocket_upgrade(event.method, version, upgrade, connection):
-            if framing:
+            if framed:
                 raise _Reject(400, "a WebSocket upgrade with a body")
             # The framing (and wsproto) is imported by the first handshake.
             from .websocket import handshake_problem
@@ -478,7 +531,7 @@ class H1Adapter:
         self._keep_alive = keep_alive
         self._close_after = False
         self._expect_100 = self._h11.they_are_waiting_for_100_continue
-        self._body_complete = not framing
+        self._body_complete = not framed
         self._body_since = None if self._body_complete else now
         return Request(
             stream_id=self.stream_id,

@@ -192,6 +192,10 @@ class Connection:
         self.ctx.add(self)
         if self.ctx.shutting_down:
             self.begin_shutdown()
+        if not self._multiplexed:
+            set_receiver = getattr(self.transport, "set_receiver", None)
+            if set_receiver is not None:  # asyncio: requests skip the read loop
+                set_receiver(self._receive_request)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -571,6 +575,26 @@ class Connection:
                     self._read_returned.set()
             if await self._handle(adapter.receive_data(data, self._clock())):
                 return
+
+    def _receive_request(self, data: bytes) -> bool:
+        """Bytes the transport hands over in its callback while the read
+        loop waits: a whole HTTP/1.1 request head between requests goes
+        from here to the parked runner task, and the read loop sleeps on
+        (it would only route the request: a task switch per request).
+        ``False`` for anything else, which the loop reads."""
+        if self._closed or self._shutdown or self._multiplexed or not self._idle_runners:
+            return False
+        adapter = self.adapter  # (an H1Adapter: only HTTP/1.1 registers this)
+        now = self._clock()
+        events = adapter.receive_request(data, now)  # type: ignore[attr-defined]
+        if events is None:
+            return False
+        request = events[0]
+        self._open_stream(request)
+        if len(events) > 1:
+            self._streams[request.stream_id].feed(events[1])
+        self._set_deadline(adapter.next_deadline(now))
+        return True
 
     def _receive_inline(self, stream: Stream, data: bytes) -> bool:
         """Bytes the transport hands over in its callback while the read
