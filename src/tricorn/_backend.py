@@ -189,7 +189,8 @@ _bound_event: type[_AsyncioEvent] | None = None  # for the loop event_class() la
 
 
 class _AsyncioEvent:
-    """``anyio.Event``'s interface (``set``, ``is_set``, ``wait``) over bare
+    """``anyio.Event``'s interface (``set``, ``is_set``, ``await wait()``;
+    ``wait`` returns what to await, it is not a coroutine function) over bare
     asyncio futures, one per waiter (cancelling a task cancels the future it
     awaits, which must not end the others' waits): ``_waiters`` is ``None``,
     the one waiter's future (the usual case), or a list of them."""
@@ -217,10 +218,12 @@ class _AsyncioEvent:
     def is_set(self) -> bool:
         return self._set
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[None]:
+        """What to await for the event: its future itself (no coroutine
+        between the waiting task and the future: one frame less to make
+        and to resume through), or a checkpoint if it is set already."""
         if self._set:
-            await anyio.lowlevel.checkpoint()  # as anyio's: a wait is a checkpoint
-            return
+            return anyio.lowlevel.checkpoint()  # as anyio's: a wait is a checkpoint
         future = self._loop.create_future()
         waiters = self._waiters
         if waiters is None:
@@ -231,7 +234,7 @@ class _AsyncioEvent:
             self._waiters = future
         else:
             self._waiters = [waiters, future]
-        await future
+        return future  # type: ignore[no-any-return]
 
 
 _DATAGRAM_BATCH = 64  # datagrams read in a row before other work gets a turn
@@ -454,7 +457,8 @@ class _AsyncioStream(ByteStream):
                 raise anyio.ClosedResourceError
             raise anyio.BrokenResourceError from self._error
         transport.write(item)
-        await self._drain()
+        if self._write_paused or self._error is not None:
+            await self._drain()
 
     async def send_parts(self, parts: list[bytes | memoryview], size: int) -> None:
         """Send the ``size`` bytes of ``parts`` in order, gathered by the
@@ -474,7 +478,8 @@ class _AsyncioStream(ByteStream):
                 sent = 0
         if sent < size:
             transport.write(_rest(parts, sent))
-        await self._drain()
+        if self._write_paused or self._error is not None:
+            await self._drain()
 
     async def _drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark."""

@@ -45,12 +45,16 @@ async def test_event_waits_without_asking_asyncio_for_the_loop() -> None:
     assert make is not None
     assert make is _backend.event_class()  # one class per loop
     event = make()
-    wait = event.wait()
-    future = await anyio.to_thread.run_sync(wait.send, None)  # to its await
+
+    def start_waiting() -> tuple[Any, Any]:
+        steps = event.wait().__await__()
+        return steps, next(steps)  # (to the future it waits on)
+
+    steps, future = await anyio.to_thread.run_sync(start_waiting)
     assert not future.done()
     event.set()
     with pytest.raises(StopIteration):
-        wait.send(None)
+        next(steps)
 
 
 async def test_event_set_before_and_after_wait() -> None:
@@ -115,9 +119,13 @@ async def test_event_repeated_cancelled_waits_do_not_pile_up() -> None:
             await event.wait()
     waiters = event._waiters  # type: ignore[attr-defined]
     assert waiters is None or not isinstance(waiters, list) or len(waiters) <= 2
+
+    async def wait() -> None:  # (wait() returns the future to await, not a coroutine)
+        await event.wait()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(event.wait)
-        tg.start_soon(event.wait)
+        tg.start_soon(wait)
+        tg.start_soon(wait)
         await anyio.sleep(0.01)
         event.set()
 

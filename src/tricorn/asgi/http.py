@@ -44,7 +44,7 @@ from ..protocol.events import (
     StreamClosed,
     Trailers,
 )
-from .cycle import Cycle
+from .cycle import Cycle, add_defaults
 from .types import ASGIApp, Message, Scope
 
 __all__ = ["HTTPCycle", "State", "StreamPort", "app_headers"]
@@ -190,7 +190,7 @@ class HTTPCycle(Cycle):
         if type(status) is not int or not 200 <= status <= 599:
             raise AppProtocolError(f"http.response.start status must be an int 200-599: {status!r}")
         headers = app_headers(message.get("headers", ()))
-        self._add_defaults(headers)
+        add_defaults(headers, self._default_headers())
         self.status = status
         self.response_headers = headers
         self._head = Response(self._port.stream_id, status, headers)
@@ -218,8 +218,13 @@ class HTTPCycle(Cycle):
         if events:
             # A head the protocol refuses (a header that would split the
             # response) raises here with nothing on the wire: the held head
-            # stays, so the error policy can still answer 500.
-            await self._emit(*events)
+            # stays, so the error policy can still answer 500. (_emit,
+            # inlined: a coroutine less per response.)
+            try:
+                await self._port.send(*events)
+            except ClientDisconnected:
+                self.disconnected = True
+                raise
         self._head = None
         self.sent_bytes += len(body)
         self.state = state
