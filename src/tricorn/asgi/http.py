@@ -93,6 +93,15 @@ class State(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The members as module constants: on Python 3.11 every State.X goes
+# through EnumType.__getattr__ (about 900 instructions; several a request).
+_WAIT_START = State.WAIT_START
+_STARTED = State.STARTED
+_BODY = State.BODY
+_TRAILERS = State.TRAILERS
+_DONE = State.DONE
+
+
 class HTTPCycle(Cycle):
     """Runs one ASGI HTTP call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""
 
@@ -113,7 +122,7 @@ class HTTPCycle(Cycle):
         default_headers: Callable[[], Headers],
     ) -> None:
         super().__init__(app, scope, port, default_headers)
-        self.state = State.WAIT_START
+        self.state = _WAIT_START
         self.disconnected = False
         self._body_done = False
         self._head: Response | None = None
@@ -125,7 +134,7 @@ class HTTPCycle(Cycle):
     async def receive(self) -> Message:
         """ASGI ``receive``: body chunks, then ``http.disconnect`` once the
         client is gone or the response is complete."""
-        if self.state is State.DONE or self.disconnected:
+        if self.state is _DONE or self.disconnected:
             return {"type": "http.disconnect"}
         if self._body_done:
             await self._wait_disconnect()
@@ -195,7 +204,7 @@ class HTTPCycle(Cycle):
         self.response_headers = headers
         self._head = Response(self._port.stream_id, status, headers)
         self._trailers_expected = bool(message.get("trailers", False))
-        self.state = State.STARTED
+        self.state = _STARTED
 
     async def _on_body(self, message: Message) -> None:
         body = message.get("body", b"")
@@ -209,12 +218,12 @@ class HTTPCycle(Cycle):
         if body:
             events.append(Data(stream_id, body))
         if more:
-            state = State.BODY
+            state = _BODY
         elif self._trailers_expected:
-            state = State.TRAILERS
+            state = _TRAILERS
         else:
             events.append(EndData(stream_id))
-            state = State.DONE
+            state = _DONE
         if events:
             # A head the protocol refuses (a header that would split the
             # response) raises here with nothing on the wire: the held head
@@ -228,7 +237,7 @@ class HTTPCycle(Cycle):
         self._head = None
         self.sent_bytes += len(body)
         self.state = state
-        if state is State.DONE:
+        if state is _DONE:
             self._port.finish()
 
     async def _on_pathsend(self, message: Message) -> None:
@@ -245,7 +254,7 @@ class HTTPCycle(Cycle):
         self._trailers.extend(app_headers(message.get("headers", ())))
         if message.get("more_trailers", False):
             return
-        self.state = State.DONE
+        self.state = _DONE
         await self._emit(Trailers(self._port.stream_id, self._trailers))
         self._port.finish()
 
@@ -259,7 +268,7 @@ class HTTPCycle(Cycle):
     # ------------------------------------------------------------ run
 
     async def _returned(self) -> None:
-        if self.state is not State.DONE and not self.disconnected:
+        if self.state is not _DONE and not self.disconnected:
             await _POLICY["returned early"](self, None)
 
     async def refuse(self) -> None:
@@ -273,7 +282,7 @@ class HTTPCycle(Cycle):
         self._add_defaults(headers)
         self.status = 404
         self.response_headers = headers
-        self.state = State.DONE
+        self.state = _DONE
         try:
             await self._port.send(
                 Response(stream_id, 404, headers),
@@ -299,24 +308,24 @@ class HTTPCycle(Cycle):
                 self.scope.get("method"),
                 self.scope.get("path"),
             )
-        if self.disconnected or self.state is State.DONE:
+        if self.disconnected or self.state is _DONE:
             return
         stream_id = self._port.stream_id
         try:
-            if self.state is State.WAIT_START or self._head is not None:
+            if self.state is _WAIT_START or self._head is not None:
                 self._head = None  # a held head never reached the wire
                 self.status = 500
                 headers = list(_ERROR_HEADERS)
                 self._add_defaults(headers)
                 self.response_headers = headers
-                self.state = State.DONE
+                self.state = _DONE
                 await self._port.send(
                     Response(stream_id, 500, headers),
                     Data(stream_id, _ERROR_BODY),
                     EndData(stream_id),
                 )
             else:
-                self.state = State.DONE
+                self.state = _DONE
                 await self._port.send(ResetStream(stream_id))
         except ClientDisconnected:
             self.disconnected = True

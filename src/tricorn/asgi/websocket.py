@@ -70,6 +70,14 @@ class State(enum.Enum):
     __hash__ = object.__hash__  # (identity: see asgi.http.State)
 
 
+# The members as module constants: on Python 3.11 every State.X goes
+# through EnumType.__getattr__ (about 900 instructions; several a request).
+_HANDSHAKE = State.HANDSHAKE
+_CONNECTED = State.CONNECTED
+_RESPONSE = State.RESPONSE
+_CLOSED = State.CLOSED
+
+
 class WebSocketCycle(Cycle):
     """Runs one ASGI WebSocket call (the parameters: :class:`~tricorn.asgi.cycle.Cycle`)."""
 
@@ -83,7 +91,7 @@ class WebSocketCycle(Cycle):
         default_headers: Callable[[], Headers],
     ) -> None:
         super().__init__(app, scope, port, default_headers)
-        self.state = State.HANDSHAKE
+        self.state = _HANDSHAKE
         self._connected = False  # websocket.connect was received
         self._close: tuple[int, str] | None = None  # the code and reason, once closed
         self._head: Response | None = None  # a denial's head, held for its body
@@ -120,7 +128,7 @@ class WebSocketCycle(Cycle):
 
     def _closed(self, code: int, reason: str) -> None:
         self._close = (code, reason)
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._port.finish()
 
     # ------------------------------------------------------------ send
@@ -136,10 +144,10 @@ class WebSocketCycle(Cycle):
         except (KeyError, TypeError):
             raise AppProtocolError(f"ASGI message without a type: {message!r}") from None
         state = self.state
-        if state is State.CONNECTED and message_type == "websocket.send":
+        if state is _CONNECTED and message_type == "websocket.send":
             await self._on_send(message)  # (the table's answer, without its lookups)
             return
-        if state is State.CLOSED:
+        if state is _CLOSED:
             raise ClientDisconnected("the WebSocket is closed")
         handler = _TRANSITIONS[state].get(message_type)
         if handler is None:
@@ -157,7 +165,7 @@ class WebSocketCycle(Cycle):
         self.status = 101 if self.scope.get("http_version") in ("1.0", "1.1") else 200
         self.response_headers = headers
         await self._emit(WebSocketAccept(self._port.stream_id, subprotocol, headers))
-        self.state = State.CONNECTED
+        self.state = _CONNECTED
 
     async def _on_send(self, message: Message) -> None:
         text = message.get("text")
@@ -195,7 +203,7 @@ class WebSocketCycle(Cycle):
             raise AppProtocolError(f"websocket.close code must be an int 1000-4999: {code!r}")
         if not isinstance(reason, str):
             raise AppProtocolError(f"websocket.close reason must be a str: {reason!r}")
-        if self.state is State.HANDSHAKE:  # refused before accepting
+        if self.state is _HANDSHAKE:  # refused before accepting
             await self._respond(403, [], b"")
         else:
             await self._emit(WebSocketClose(self._port.stream_id, code, reason))
@@ -212,7 +220,7 @@ class WebSocketCycle(Cycle):
         self.status = status
         self.response_headers = headers
         self._head = Response(self._port.stream_id, status, headers)
-        self.state = State.RESPONSE
+        self.state = _RESPONSE
 
     async def _on_response_body(self, message: Message) -> None:
         body = message.get("body", b"")
@@ -268,9 +276,9 @@ class WebSocketCycle(Cycle):
     # ------------------------------------------------------------ run
 
     async def _returned(self) -> None:
-        if self.state is State.CONNECTED:
+        if self.state is _CONNECTED:
             await self._finish(1000)  # the app is done: a normal close
-        elif self.state is not State.CLOSED:
+        elif self.state is not _CLOSED:
             await _POLICY["returned early"](self, None)
 
     async def _fail(self, exc: BaseException | None) -> None:
@@ -283,15 +291,15 @@ class WebSocketCycle(Cycle):
             log.error("ASGI application returned without answering the WebSocket (%s)", path)
         state = self.state
         try:
-            if state is State.HANDSHAKE or (state is State.RESPONSE and self._head is not None):
+            if state is _HANDSHAKE or (state is _RESPONSE and self._head is not None):
                 self._head = None
                 await self._respond(
                     500, [(b"content-type", b"text/plain; charset=utf-8")], _ERROR_BODY
                 )
                 self._closed(_ABNORMAL, "")
-            elif state is State.CONNECTED:
+            elif state is _CONNECTED:
                 await self._finish(_INTERNAL_ERROR)
-            elif state is State.RESPONSE:
+            elif state is _RESPONSE:
                 self._closed(_ABNORMAL, "")
                 await self._port.send(ResetStream(self._port.stream_id))
         except ClientDisconnected:

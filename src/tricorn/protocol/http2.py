@@ -125,6 +125,12 @@ _CLOSED_STREAMS = h2.connection.H2Connection.MAX_CLOSED_STREAMS
 _ordered_set = OrderedDict.__setitem__
 _OPEN = h2.stream.StreamState.OPEN
 _HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
+_CLOSED = h2.stream.StreamState.CLOSED
+_HALF_CLOSED_LOCAL = h2.stream.StreamState.HALF_CLOSED_LOCAL
+_CLOSED_BY_END_STREAM = h2.stream.StreamClosedBy.SEND_END_STREAM
+_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 _ENCODER = StatelessEncoder()  # shared: it keeps no per-connection state
 _PRUNE_AT = 32  # h2 drops closed streams when a connection holds more than this
 _SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
@@ -245,14 +251,14 @@ class _Connection(h2.connection.H2Connection):
                 break
             if name == b":status" and value[:1] == b"1":
                 # An informational response from a client: what h2 makes of it.
-                machine.state = h2.stream.StreamState.CLOSED
+                machine.state = _CLOSED
                 raise h2.exceptions.ProtocolError("informational headers from a client")
         machine.client = False
         machine.headers_received = True
         if frame.end_stream:
-            machine.state = h2.stream.StreamState.HALF_CLOSED_REMOTE
+            machine.state = _HALF_CLOSED_REMOTE
         else:
-            machine.state = h2.stream.StreamState.OPEN
+            machine.state = _OPEN
         return [_NewRequest(stream_id, headers, frame.end_stream)]
 
     @property
@@ -281,7 +287,7 @@ class _Connection(h2.connection.H2Connection):
             else:
                 machine.headers_sent = True
         else:
-            machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+            machine.process_input(_SEND_HEADERS)
         flags = 0x4  # END_HEADERS
         if end_stream:
             _send_end(machine)
@@ -302,7 +308,7 @@ class _Connection(h2.connection.H2Connection):
         machine = stream.state_machine
         state = machine.state
         if state is not _HALF_CLOSED_REMOTE and state is not _OPEN:
-            machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+            machine.process_input(_SEND_DATA)
         if end_stream:
             _send_end(machine)
         stream.outbound_flow_control_window -= size
@@ -460,12 +466,12 @@ def _send_end(machine: h2.stream.H2StreamStateMachine) -> None:
     """h2's SEND_END_STREAM input, directly in the usual states."""
     state = machine.state
     if state is _HALF_CLOSED_REMOTE:
-        machine.state = h2.stream.StreamState.CLOSED
-        machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_END_STREAM
+        machine.state = _CLOSED
+        machine.stream_closed_by = _CLOSED_BY_END_STREAM
     elif state is _OPEN:
-        machine.state = h2.stream.StreamState.HALF_CLOSED_LOCAL
+        machine.state = _HALF_CLOSED_LOCAL
     else:
-        machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        machine.process_input(_SEND_END_STREAM)
 
 
 def _frame_head(length: int, kind: int, flags: int, stream_id: int) -> bytes:

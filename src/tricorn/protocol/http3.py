@@ -210,6 +210,11 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
 
 
 _DATA = encode_uint_var(FrameType.DATA)  # a DATA frame's type, ahead of its length
+# Enum members used per request, as constants: on Python 3.11 every
+# EnumClass.MEMBER goes through EnumType.__getattr__ (about 900 instructions).
+_HEADERS = FrameType.HEADERS
+_HEADERS_INITIAL = HeadersState.INITIAL
+_AFTER_HEADERS = HeadersState.AFTER_HEADERS
 
 BASE_DATAGRAM_SIZE = 1200
 """The datagram size every QUIC path carries (RFC 9000 §14): where each
@@ -445,8 +450,8 @@ class _H3(H3Connection):
             return []  # the rest of a packet that carried a malformed request
         try:
             if (
-                frame_type == FrameType.HEADERS
-                and stream.headers_recv_state is HeadersState.INITIAL
+                frame_type == _HEADERS
+                and stream.headers_recv_state is _HEADERS_INITIAL
                 and self._quic_logger is None
             ):
                 return self._request_head(frame_data, stream, stream_ended)
@@ -478,7 +483,7 @@ class _H3(H3Connection):
             raise MessageError("no :authority, or an empty one")
         if stream_ended:
             self._check_content_length(stream)
-        stream.headers_recv_state = HeadersState.AFTER_HEADERS
+        stream.headers_recv_state = _AFTER_HEADERS
         return [
             HeadersReceived(
                 headers=headers,
@@ -837,7 +842,7 @@ class H3Adapter(StreamWebSockets):
                 self._finish_out(stream_id, stream)
 
     def _headers_frame(self, stream_id: int, head: Headers) -> bytes:
-        return encode_frame(FrameType.HEADERS, self._h3._encode_headers(stream_id, head))
+        return encode_frame(_HEADERS, self._h3._encode_headers(stream_id, head))
 
     def _send_informational(self, stream_id: int, head: Headers) -> None:
         """A 1xx head: a HEADERS frame that leaves the stream's state alone."""
