@@ -5,6 +5,7 @@ response (so they can follow any bytes we sent)."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -38,9 +39,15 @@ class RawClient:
         self.eof = False
 
     @classmethod
-    async def connect(cls, url: str) -> RawClient:
+    async def connect(cls, url: str, ssl_context: ssl.SSLContext | None = None) -> RawClient:
         host, port = address(url)
-        return cls(await anyio.connect_tcp(host, port))
+        if ssl_context is None:
+            return cls(await anyio.connect_tcp(host, port))
+        return cls(
+            await anyio.connect_tcp(
+                host, port, ssl_context=ssl_context, tls_standard_compatible=False
+            )
+        )
 
     async def __aenter__(self) -> RawClient:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from typing import Any
 
 import anyio
@@ -204,13 +205,19 @@ async def test_an_empty_post_is_answered_first_and_kept_alive() -> None:
             assert (reply.status, reply.body) == (200, b"")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
 async def test_kept_alive_requests_skip_the_read_loop_on_asyncio(
-    anyio_backend_name: str, both_http1_parsers: str, monkeypatch: pytest.MonkeyPatch
+    anyio_backend_name: str,
+    both_http1_parsers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tls: bool,
+    tls_files: TLSFiles,
 ) -> None:
     """On asyncio a request head that arrives whole between requests goes
-    from the transport's callback to the waiting runner (one task switch
-    per request, not two); anything else -- a split head, a pipelined
-    pair, a body after its head -- is read by the read loop as before."""
+    from the transport's callback (decrypted there, over TLS) to the
+    waiting runner (one task switch per request, not two); anything else
+    -- a split head, a pipelined pair, a body after its head -- is read by
+    the read loop as before."""
     taken: list[bool] = []
     receive_request = H1Adapter.receive_request
 
@@ -220,7 +227,16 @@ async def test_kept_alive_requests_skip_the_read_loop_on_asyncio(
         return events
 
     monkeypatch.setattr(H1Adapter, "receive_request", spy)
-    async with running_server(echo) as url, await RawClient.connect(url) as client:
+    settings: dict[str, Any] = {}
+    context = None
+    if tls:
+        settings = {"certfile": tls_files.certfile, "keyfile": tls_files.keyfile}
+        context = ssl.create_default_context(cafile=tls_files.ca_file)
+        context.set_alpn_protocols(["http/1.1"])
+    async with (
+        running_server(echo, **settings) as url,
+        await RawClient.connect(url, context) as client,
+    ):
         for _ in range(3):
             await client.send(get())
             assert (await client.response()).status == 200
