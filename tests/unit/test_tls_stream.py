@@ -239,18 +239,27 @@ async def receive_while(stream: TLSByteStream, deliver: Callable[[], None]) -> b
     return result[0]
 
 
+async def offering(
+    ca: trustme.CA, server_context: ssl.SSLContext, *, take: bool
+) -> tuple[CallbackTransport, Client, TLSByteStream, list[bytes]]:
+    """A connection whose receiver records what it is offered and takes
+    it (``take``) or declines it."""
+    transport, client = CallbackTransport(), Client(ca)
+    stream = await connect(transport, server_context, client)
+    offered: list[bytes] = []
+
+    def receiver(data: bytes) -> bool:
+        offered.append(data)
+        return take
+
+    stream.set_receiver(receiver)
+    return transport, client, stream, offered
+
+
 async def test_records_taken_in_the_callback_never_reach_receive(
     ca: trustme.CA, server_context: ssl.SSLContext
 ) -> None:
-    transport, client = CallbackTransport(), Client(ca)
-    stream = await connect(transport, server_context, client)
-    taken: list[bytes] = []
-
-    def take(data: bytes) -> bool:
-        taken.append(data)
-        return True
-
-    stream.set_receiver(take)
+    transport, client, stream, taken = await offering(ca, server_context, take=True)
     client.tls.write(b"first")
     record = client.out()
 
@@ -273,15 +282,7 @@ async def test_records_taken_in_the_callback_never_reach_receive(
 async def test_records_declined_in_the_callback_go_to_receive_once(
     ca: trustme.CA, server_context: ssl.SSLContext
 ) -> None:
-    transport, client = CallbackTransport(), Client(ca)
-    stream = await connect(transport, server_context, client)
-    offered: list[bytes] = []
-
-    def decline(data: bytes) -> bool:
-        offered.append(data)
-        return False
-
-    stream.set_receiver(decline)
+    transport, client, stream, offered = await offering(ca, server_context, take=False)
     client.tls.write(b"one")
     client.tls.write(b"two")
     both = client.out()
