@@ -99,14 +99,20 @@ class ScopeFactory:
 
     def http(self, request: Request) -> Scope:
         """The ``http`` scope of ``request``."""
-        raw_path, query_string = split_target(request.target)
+        target = request.target
+        if target[:1] == b"/":  # (split_target's common case, inline)
+            raw_path, _, query_string = target.partition(b"?")
+        else:
+            raw_path, query_string = split_target(target)
         scope = dict(self._base)
         scope["type"] = "http"
         scope["http_version"] = request.http_version
         scope["method"] = request.method.decode("ascii")
         if request.scheme is not None:
             scope["scheme"] = request.scheme
-        scope["path"] = decode_path(raw_path)
+        scope["path"] = (
+            decode_path(raw_path) if b"%" in raw_path else raw_path.decode("utf-8", "replace")
+        )
         scope["raw_path"] = raw_path
         scope["query_string"] = query_string
         scope["headers"] = request.headers
