@@ -205,19 +205,58 @@ async def test_an_empty_post_is_answered_first_and_kept_alive() -> None:
             assert (reply.status, reply.body) == (200, b"")
 
 
+def http1_tls(tls: bool, tls_files: TLSFiles) -> tuple[dict[str, Any], ssl.SSLContext | None]:
+    """Server settings and a client context for HTTP/1.1 over TLS (``tls``),
+    or for cleartext."""
+    if not tls:
+        return {}, None
+    context = ssl.create_default_context(cafile=tls_files.ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return {"certfile": tls_files.certfile, "keyfile": tls_files.keyfile}, context
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
-async def test_kept_alive_requests_skip_the_read_loop_on_asyncio(
-    anyio_backend_name: str,
+async def test_the_receiver_is_dropped_when_the_connection_ends(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch, tls: bool, tls_files: TLSFiles
+) -> None:
+    """On asyncio the transport holds the connection's receiver (a bound
+    method: a reference cycle); it is dropped when the connection ends, so
+    the connection is freed at once, not at the next full collection."""
+    calls: list[object] = []
+    set_receiver = _backend._AsyncioStream.set_receiver
+
+    def spy(self: Any, receiver: Any) -> None:
+        calls.append(receiver)
+        set_receiver(self, receiver)
+
+    monkeypatch.setattr(_backend._AsyncioStream, "set_receiver", spy)
+    settings, context = http1_tls(tls, tls_files)
+    async with (
+        running_server(hello, **settings) as url,
+        await RawClient.connect(url, context) as client,
+    ):
+        await client.send(get())
+        assert (await client.response()).status == 200
+    # (the server has shut down: every connection's run() has returned)
+    if anyio_backend_name == "asyncio":
+        assert calls[0] is not None
+        assert calls[-1] is None
+    else:
+        assert calls == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+async def test_kept_alive_requests_take_the_short_route(
     both_http1_parsers: str,
     monkeypatch: pytest.MonkeyPatch,
     tls: bool,
     tls_files: TLSFiles,
 ) -> None:
-    """On asyncio a request head that arrives whole between requests goes
-    from the transport's callback (decrypted there, over TLS) to the
-    waiting runner (one task switch per request, not two); anything else
-    -- a split head, a pipelined pair, a body after its head -- is read by
-    the read loop as before."""
+    """A request head that arrives whole between requests goes straight
+    to the waiting runner: from the transport's callback on asyncio
+    (decrypted there, over TLS: one task switch per request, not two), from
+    the read loop on trio. Anything else -- a split head, a pipelined
+    pair, a body after its head -- takes the read loop's usual route."""
     taken: list[bool] = []
     receive_request = H1Adapter.receive_request
 
@@ -227,12 +266,7 @@ async def test_kept_alive_requests_skip_the_read_loop_on_asyncio(
         return events
 
     monkeypatch.setattr(H1Adapter, "receive_request", spy)
-    settings: dict[str, Any] = {}
-    context = None
-    if tls:
-        settings = {"certfile": tls_files.certfile, "keyfile": tls_files.keyfile}
-        context = ssl.create_default_context(cafile=tls_files.ca_file)
-        context.set_alpn_protocols(["http/1.1"])
+    settings, context = http1_tls(tls, tls_files)
     async with (
         running_server(echo, **settings) as url,
         await RawClient.connect(url, context) as client,
@@ -252,9 +286,9 @@ async def test_kept_alive_requests_skip_the_read_loop_on_asyncio(
         assert (await client.response()).body == b"world"
         await client.send(get())
         assert (await client.response()).status == 200
-    if anyio_backend_name == "asyncio" and both_http1_parsers == "httptools":
+    if both_http1_parsers == "httptools":
         assert sum(taken) >= 3  # the second, third and last GET at least
-    else:  # trio reads with its loop; h11's reader is not for this path
+    else:  # h11's reader is not for this route
         assert not any(taken)
 
 

@@ -30,6 +30,7 @@ from websockets.typing import Subprotocol
 from wsproto.events import BytesMessage, TextMessage
 
 from tricorn.asgi.types import ASGIReceive, ASGISend, Message, Scope
+from tricorn.server.connection import Connection
 
 from ..cli.test_cli_serve import free_port, tricorn
 from ..conftest import TLSFiles, running_server
@@ -270,6 +271,33 @@ async def test_echo_text_and_binary(transport: Transport, deflate: bool) -> None
             assert await ws.wait_closed() == Closed(1000)
             await app.disconnected.wait()
     assert app.disconnects == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h1", "h1-tls"])
+async def test_messages_reach_a_waiting_app_without_a_round_trip(
+    tls: bool, tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP/1.1 a whole message that arrives while the application
+    waits in receive() is handed to it directly (in the transport's
+    callback on asyncio, by the read loop on trio): never queued, so no
+    ``BodyConsumed`` comes back for it."""
+    consumed: list[int] = []
+    body_consumed = Connection.body_consumed
+
+    async def spy(self: Connection, stream_id: int, amount: int) -> None:
+        consumed.append(amount)
+        await body_consumed(self, stream_id, amount)
+
+    monkeypatch.setattr(Connection, "body_consumed", spy)
+    transport = Transport(False, tls, tls_files)
+    with anyio.fail_after(TIMEOUT):
+        async with serving(transport) as (_, url), transport.connect(url) as ws:
+            for number in range(20):
+                await ws.send(f"message {number}")
+                assert await ws.receive() == f"message {number}"
+            await ws.close(1000)
+            assert await ws.wait_closed() == Closed(1000)
+    assert len([amount for amount in consumed if amount]) <= 5  # (of 20: a few may queue)
 
 
 # --- the websockets library as a client ----------------------------------------------------

@@ -252,7 +252,7 @@ async def offering(
         offered.append(data)
         return take
 
-    stream.set_receiver(receiver)
+    stream.set_receiver(receiver)  # type: ignore[attr-defined]
     return transport, client, stream, offered
 
 
@@ -299,7 +299,7 @@ async def test_an_error_in_the_callback_is_raised_by_receive(
 ) -> None:
     transport, client = CallbackTransport(), Client(ca)
     stream = await connect(transport, server_context, client)
-    stream.set_receiver(lambda data: True)
+    stream.set_receiver(lambda data: True)  # type: ignore[attr-defined]
     garbage = b"\x17\x03\x03\x00\x20" + bytes(32)
     with pytest.raises(anyio.BrokenResourceError):
         await receive_while(stream, lambda: transport.deliver(garbage))

@@ -78,7 +78,8 @@ async def start_tls(stream: ByteStream, context: ssl.SSLContext, timeout: float)
     """
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()
-    tls = TLSByteStream(stream, context.wrap_bio(incoming, outgoing, server_side=True))
+    kind = _CallbackTLSByteStream if hasattr(stream, "set_receiver") else TLSByteStream
+    tls = kind(stream, context.wrap_bio(incoming, outgoing, server_side=True))
     with anyio.fail_after(timeout):
         try:
             await tls.handshake(incoming, outgoing)
@@ -111,17 +112,6 @@ class TLSByteStream(ByteStream):
         self._plain = b""
         self._fed = 0
         self._error: BaseException | None = None  # met in the callback, raised by receive()
-        if hasattr(transport_stream, "set_receiver"):
-            self.set_receiver = self._set_receiver  # (offered only where the transport has it)
-
-    def _set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
-        """As ``_AsyncioStream.set_receiver``, with plaintext: while a
-        :meth:`receive` waits, the records that arrive are decrypted in
-        the transport's callback and offered to ``receiver``."""
-        self._receiver = receiver
-        self.transport_stream.set_receiver(  # type: ignore[attr-defined]
-            None if receiver is None else self._records
-        )
 
     def _records(self, data: bytes) -> bool:
         """Ciphertext from the transport's callback while :meth:`receive`
@@ -278,6 +268,21 @@ class TLSByteStream(ByteStream):
             TLSAttribute.ssl_object: lambda: ssl_object,
             TLSAttribute.tls_version: ssl_object.version,
         }
+
+
+class _CallbackTLSByteStream(TLSByteStream):
+    """A :class:`TLSByteStream` over a transport that hands over bytes in
+    its callback (asyncio's, ``set_receiver``): it offers the same hook,
+    with plaintext (see ``_records``)."""
+
+    def set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
+        """As ``_AsyncioStream.set_receiver``, with plaintext: while a
+        :meth:`receive` waits, the records that arrive are decrypted in
+        the transport's callback and offered to ``receiver``."""
+        self._receiver = receiver
+        self.transport_stream.set_receiver(  # type: ignore[attr-defined]
+            None if receiver is None else self._records
+        )
 
 
 def _address(value: Any) -> tuple[str, int] | None:
