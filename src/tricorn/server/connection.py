@@ -163,6 +163,11 @@ class Connection:
         self._reading = False  # the read loop waits in receive()
         self._read_returned: anyio.Event | None = None
         self._inline_stream: Stream | None = None  # an HTTP/1.1 WebSocket (_receive_inline)
+        # The transport's hook for bytes in its callback (asyncio's streams,
+        # plain or TLS): see _receive_request and _receive_inline.
+        self._set_receiver: Callable[[Callable[[bytes], bool] | None], None] | None = getattr(
+            transport, "set_receiver", None
+        )
         self._tg: TaskGroup | None = None
         # The transport sends buffers gathered (writev) and the adapter can
         # give them (HTTP/2 over cleartext TCP): see _take.
@@ -193,10 +198,8 @@ class Connection:
         self.ctx.add(self)
         if self.ctx.shutting_down:
             self.begin_shutdown()
-        if not self._multiplexed:
-            set_receiver = getattr(self.transport, "set_receiver", None)
-            if set_receiver is not None:  # asyncio: requests skip the read loop
-                set_receiver(self._receive_request)
+        if not self._multiplexed and self._set_receiver is not None:
+            self._set_receiver(self._receive_request)  # requests skip the read loop
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -216,12 +219,11 @@ class Connection:
             try:
                 await self._close()
             finally:
-                set_receiver = getattr(self.transport, "set_receiver", None)
-                if set_receiver is not None:
+                if self._set_receiver is not None:
                     # The transport holds the receiver, a method of this
                     # connection: a reference cycle, collected only by a
                     # full collection (RSS grew by MiBs over 100k requests).
-                    set_receiver(None)
+                    self._set_receiver(None)
 
     def new_scope(self) -> anyio.CancelScope:
         """A cancel scope: the running backend's class, called directly
@@ -601,7 +603,7 @@ class Connection:
         anything else, which the loop reads (or handles as usual)."""
         if self._closed or self._shutdown or self._multiplexed or not self._idle_runners:
             return False
-        adapter = self.adapter  # (an H1Adapter: only HTTP/1.1 registers this)
+        adapter = self.adapter  # (an H1Adapter: not multiplexed)
         now = self._clock()
         events = adapter.receive_request(data, now)  # type: ignore[attr-defined]
         if events is None:
@@ -694,9 +696,8 @@ class Connection:
             # no BodyConsumed back): in the transport's callback on asyncio
             # (the read loop sleeps on), else from the read loop.
             self._inline_stream = stream
-            set_receiver = getattr(self.transport, "set_receiver", None)
-            if set_receiver is not None:
-                set_receiver(functools.partial(self._receive_inline, stream))
+            if self._set_receiver is not None:
+                self._set_receiver(functools.partial(self._receive_inline, stream))
         if self._idle_runners:  # reuse a task: cheaper than spawning one
             self._idle_runners.pop().assign(stream, request)
             return

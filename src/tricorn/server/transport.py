@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from ..protocol.events import ConnectionInfo
 from ..protocol.proxy import ProxyHeader, parse_proxy_header
@@ -309,7 +309,7 @@ def connection_info(stream: ByteStream, tls: TLSInfo | None) -> ConnectionInfo:
     else:
         client = _address(stream.extra(SocketAttribute.remote_address, None))
         server = _address(local)
-    if tls is None or not isinstance(stream, TLSByteStream | TLSStream):
+    if tls is None or not isinstance(stream, TLSByteStream):
         return ConnectionInfo(client=client, server=server, scheme="http")
     return ConnectionInfo(
         client=client,
