@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from ..errors import AppProtocolError, ClientDisconnected
@@ -69,8 +69,9 @@ class StreamPort(Protocol):
         """The next inbound event of the stream (Body, EndBody, Trailers or
         StreamClosed); after StreamClosed, StreamClosed forever."""
 
-    async def send(self, *events: Event) -> None:
-        """Write events in order; raises ClientDisconnected once the peer is gone."""
+    def send(self, *events: Event) -> Awaitable[None]:
+        """Write events in order (when awaited); raises ClientDisconnected
+        once the peer is gone."""
 
     async def send_file(self, path: str) -> int:
         """Write the whole file at ``path`` as body data; return its size."""

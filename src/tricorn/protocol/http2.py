@@ -321,12 +321,15 @@ class _Connection(h2.connection.H2Connection):
             return
         view = memoryview(data)  # the frames' payloads: no copy
         stop = start + size
-        while start < stop:
-            n = min(frame_size, stop - start)
-            last = start + n == stop
-            parts.append(_frame_head(n, 0x0, 0x1 if last and end_stream else 0, stream_id))
-            parts.append(view[start : start + n])
-            start += n
+        full = stop - frame_size  # frames that start before it are full-size
+        if start < full:
+            head = _frame_head(frame_size, 0x0, 0, stream_id)  # the same for each
+            while start < full:
+                parts += (head, view[start : start + frame_size])
+                start += frame_size
+        # The last frame (size 0 only for an empty frame that ends the stream)
+        flags = 0x1 if end_stream else 0
+        parts += (_frame_head(stop - start, 0x0, flags, stream_id), view[start:stop])
 
     def _queue(self) -> list[bytes | memoryview]:
         """Where frames framed here go: behind what h2 queued so far."""
@@ -352,8 +355,9 @@ class _Connection(h2.connection.H2Connection):
         in (DATA payloads are views of the application's bytes)."""
         parts = self._parts
         if not parts:
-            data = super().data_to_send()
-            return [data] if data else []
+            if not self._data_to_send:
+                return []
+            return [super().data_to_send()]
         self._queue()  # (h2's own bytes go behind the frames before them)
         self._parts = []
         return parts
@@ -608,7 +612,10 @@ class H2Adapter(StreamWebSockets):
 
     @property
     def wants_read(self) -> bool:
-        return not self._events and not self._closing and not self._close_due()
+        if self._events or self._closing:
+            return False
+        # (_close_due(), inlined for the usual case: no GOAWAY either way)
+        return (self._goaway_last is None and not self._peer_goaway) or not self._close_due()
 
     @property
     def idle(self) -> bool:
@@ -809,7 +816,10 @@ class H2Adapter(StreamWebSockets):
 
     def _pump(self) -> None:
         """Frame queued output as far as the peer's windows allow."""
-        order = sorted(self._sending.items(), key=_priority_key)
+        sending = self._sending
+        order = [*sending.items()]
+        if len(order) > 1:
+            order.sort(key=_priority_key)
         progress = True
         while progress:
             progress = False

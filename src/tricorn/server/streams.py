@@ -12,6 +12,7 @@ credit flow-control windows as the app consumes, not as bytes arrive.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -150,14 +151,16 @@ class Stream:
             await self._connection.body_consumed(self.stream_id, 0)
         return event
 
-    async def send(self, *events: Event) -> None:
-        """Write outbound events; raises ClientDisconnected once the peer is
-        gone or reset the stream. (A reset stream's sends would go nowhere
-        without a checkpoint: an app streaming in a loop would never see the
-        cancellation and hold the event loop.)"""
+    def send(self, *events: Event) -> Awaitable[None]:
+        """Write outbound events (the awaitable does); raises
+        ClientDisconnected once the peer is gone or reset the stream. (A
+        reset stream's sends would go nowhere without a checkpoint: an app
+        streaming in a loop would never see the cancellation and hold the
+        event loop.) Not a coroutine function: the connection's coroutine is
+        what the caller awaits, one frame less per send."""
         if self._closed:
             raise ClientDisconnected("the stream is closed")
-        await self._connection.send_events(events, self)
+        return self._connection.send_events(events, self)
 
     async def send_message(self, data: bytes | str) -> None:
         """Send a WebSocket message (``send(WebSocketMessage(...))``, faster)."""
