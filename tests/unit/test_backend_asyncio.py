@@ -226,6 +226,59 @@ async def test_receiver_is_not_asked_without_a_waiting_receive() -> None:
             assert seen == []
 
 
+# ------------------------------------------------------------------ reads
+
+
+async def test_small_reads_allocate_no_read_sized_buffer() -> None:
+    """asyncio's transport reads into one buffer shared by every connection
+    instead of a fresh 256 KiB bytes object per read (which glibc serves
+    with mmap, mremap and munmap: three system calls per read, see
+    ``_buffered_protocol``). uvloop reads into its own buffer either way."""
+    import asyncio
+    import tracemalloc
+
+    async with wrapped_pair() as (server, client):
+        protocol = server._transport.get_protocol()
+        loop = asyncio.get_running_loop()
+        if type(loop).__module__.startswith("uvloop"):
+            assert not isinstance(protocol, asyncio.BufferedProtocol)
+            return
+        assert isinstance(protocol, asyncio.BufferedProtocol)
+        with anyio.fail_after(5):
+            await client.send(b"warm-up")
+            assert await server.receive() == b"warm-up"
+            tracemalloc.start()
+            try:
+                for n in range(20):
+                    await client.send(b"message %d" % n)
+                    assert await server.receive() == b"message %d" % n
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert peak < 64 * 1024  # a fresh read-sized buffer would be 256 KiB
+
+
+async def test_reads_past_the_shared_buffer_arrive_whole_and_in_order() -> None:
+    """More than the buffer holds, from two connections at once: every byte
+    once, in order, on the right connection."""
+    payload = bytes(range(256)) * 4096 * 3  # 3 MiB: many reads of a full buffer
+    async with wrapped_pair() as (server, client), wrapped_pair() as (server2, client2):
+
+        async def drain(stream: Any, into: bytearray) -> None:
+            while len(into) < len(payload):
+                into.extend(await stream.receive())
+
+        got, got2 = bytearray(), bytearray()
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain, server, got)
+                tg.start_soon(drain, server2, got2)
+                tg.start_soon(client.send, payload)
+                tg.start_soon(client2.send, payload[::-1])
+        assert bytes(got) == payload
+        assert bytes(got2) == payload[::-1]
+
+
 # ------------------------------------------------------------------ gathered sends
 
 
