@@ -169,14 +169,16 @@ def _asyncio_loop() -> Any:
 
 
 def event_class() -> Callable[[], anyio.Event] | None:
-    """A leaner event than ``anyio.Event`` for the running loop, or ``None``
-    (use anyio's). On asyncio anyio's event wraps an ``asyncio.Event``,
-    which wraps a future per wait; the core makes one per message it hands
-    an application, so this one is a bare future."""
+    """A leaner event than ``anyio.Event`` for the running loop. On asyncio
+    anyio's event wraps an ``asyncio.Event``, which wraps a future per
+    wait; on trio it wraps a ``trio.Event``, which parks its waiters in a
+    ``ParkingLot``. The core makes one per request and per message it
+    hands an application, so these wait on a bare future (asyncio) or
+    park the task itself (trio)."""
     global _bound_event
     loop = _asyncio_loop()
     if loop is None:  # trio
-        return None
+        return _trio_event_class()
     if _bound_event is None or _bound_event._loop is not loop:
         # A subclass holding the loop: asyncio.get_running_loop() makes a
         # getpid() system call each time before Python 3.12 (a fork check),
@@ -188,15 +190,11 @@ def event_class() -> Callable[[], anyio.Event] | None:
 _bound_event: type[_AsyncioEvent] | None = None  # for the loop event_class() last saw
 
 
-class _AsyncioEvent:
-    """``anyio.Event``'s interface (``set``, ``is_set``, ``await wait()``;
-    ``wait`` returns what to await, it is not a coroutine function) over bare
-    asyncio futures, one per waiter (cancelling a task cancels the future it
-    awaits, which must not end the others' waits): ``_waiters`` is ``None``,
-    the one waiter's future (the usual case), or a list of them."""
+class _LeanEvent:
+    """What the lean events share: ``_waiters`` is ``None``, the one waiter
+    (the usual case), or a list of them; ``set`` releases each."""
 
     __slots__ = ("_set", "_waiters")
-    _loop: Any  # the running loop (see event_class)
 
     def __init__(self) -> None:
         self._set = False
@@ -208,15 +206,30 @@ class _AsyncioEvent:
             waiters, self._waiters = self._waiters, None
             if waiters is None:
                 return
-            if type(waiters) is list:
-                for future in waiters:
-                    if not future.done():
-                        future.set_result(None)
-            elif not waiters.done():
-                waiters.set_result(None)
+            for waiter in waiters if type(waiters) is list else (waiters,):
+                self._release(waiter)
 
     def is_set(self) -> bool:
         return self._set
+
+    @staticmethod
+    def _release(waiter: Any) -> None:
+        raise NotImplementedError
+
+
+class _AsyncioEvent(_LeanEvent):
+    """``anyio.Event``'s interface (``set``, ``is_set``, ``await wait()``;
+    ``wait`` returns what to await, it is not a coroutine function) over bare
+    asyncio futures, one per waiter (cancelling a task cancels the future it
+    awaits, which must not end the others' waits)."""
+
+    __slots__ = ()
+    _loop: Any  # the running loop (see event_class)
+
+    @staticmethod
+    def _release(waiter: Any) -> None:
+        if not waiter.done():  # (not cancelled)
+            waiter.set_result(None)
 
     def wait(self) -> Awaitable[None]:
         """What to await for the event: its future itself (no coroutine
@@ -235,6 +248,58 @@ class _AsyncioEvent:
         else:
             self._waiters = [waiters, future]
         return future  # type: ignore[no-any-return]
+
+
+_trio_event: type | None = None
+
+
+def _trio_event_class() -> Callable[[], anyio.Event]:
+    """:class:`_TrioEvent`, built on first use (trio is imported only by
+    a trio worker)."""
+    global _trio_event
+    if _trio_event is None:
+        import trio
+
+        lowlevel = trio.lowlevel
+        current_task = lowlevel.current_task
+        reschedule = lowlevel.reschedule
+        wait_rescheduled = lowlevel.wait_task_rescheduled
+        checkpoint = lowlevel.checkpoint
+        succeeded = lowlevel.Abort.SUCCEEDED
+
+        class _TrioEvent(_LeanEvent):
+            """``anyio.Event``'s interface at trio's lowest level: a waiter
+            parks itself (``wait_task_rescheduled``) and ``set`` reschedules
+            it (a cancelled waiter takes itself off the list)."""
+
+            __slots__ = ()
+            _release = staticmethod(reschedule)  # type: ignore[assignment]
+
+            async def wait(self) -> None:
+                if self._set:
+                    await checkpoint()  # as anyio's: a wait is a checkpoint
+                    return
+                task = current_task()
+                waiters = self._waiters
+                if waiters is None:
+                    self._waiters = task
+                elif type(waiters) is list:
+                    waiters.append(task)
+                else:
+                    self._waiters = [waiters, task]
+
+                def abort(raise_cancel: Any) -> Any:  # cancelled: no longer waiting
+                    waiters = self._waiters
+                    if waiters is task:
+                        self._waiters = None
+                    elif type(waiters) is list:
+                        waiters.remove(task)
+                    return succeeded
+
+                await wait_rescheduled(abort)
+
+        _trio_event = _TrioEvent
+    return _trio_event
 
 
 _DATAGRAM_BATCH = 64  # datagrams read in a row before other work gets a turn

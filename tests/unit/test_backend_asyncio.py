@@ -1,6 +1,7 @@
 """The asyncio side of ``tricorn._backend`` that the WebSocket path leans on:
-the lean event (``event_class``) and the stream's receiver hook
-(``_AsyncioStream.set_receiver``), on asyncio and uvloop."""
+the lean events (``event_class``: on asyncio, uvloop and trio) and the
+stream's receiver hook (``_AsyncioStream.set_receiver``), on asyncio and
+uvloop."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from tricorn import _backend
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-    ]
+ASYNCIO_LOOPS = [
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+]
+# The lean events exist on every loop; the stream's tests are asyncio's.
+on_every_loop = pytest.mark.parametrize(
+    "anyio_backend", [*ASYNCIO_LOOPS, pytest.param(("trio", {}), id="trio")]
 )
+
+
+@pytest.fixture(params=ASYNCIO_LOOPS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return request.param  # type: ignore[no-any-return]
 
@@ -57,6 +63,7 @@ async def test_event_waits_without_asking_asyncio_for_the_loop() -> None:
         next(steps)
 
 
+@on_every_loop
 async def test_event_set_before_and_after_wait() -> None:
     event = new_event()
     assert not event.is_set()
@@ -79,6 +86,7 @@ async def test_event_set_before_and_after_wait() -> None:
         await event.wait()  # set: returns at once
 
 
+@on_every_loop
 async def test_event_wait_is_a_checkpoint_when_set() -> None:
     event = new_event()
     event.set()
@@ -88,6 +96,7 @@ async def test_event_wait_is_a_checkpoint_when_set() -> None:
         pytest.fail("a cancelled wait on a set event returned")  # pragma: no cover
 
 
+@on_every_loop
 async def test_event_cancelled_waiter_leaves_the_others_waiting() -> None:
     """Cancelling one waiter cancels the future it awaits: the others have
     their own and are still woken by set()."""
@@ -112,6 +121,7 @@ async def test_event_cancelled_waiter_leaves_the_others_waiting() -> None:
     assert sorted(woken) == ["a", "b"]
 
 
+@on_every_loop
 async def test_event_repeated_cancelled_waits_do_not_pile_up() -> None:
     event = new_event()
     for _ in range(50):
@@ -130,12 +140,14 @@ async def test_event_repeated_cancelled_waits_do_not_pile_up() -> None:
         event.set()
 
 
-def test_event_class_is_none_on_trio() -> None:
-    assert anyio.run(_event_class_on_trio, backend="trio") is None
-
-
-async def _event_class_on_trio() -> object:
-    return _backend.event_class()
+@on_every_loop
+async def test_trio_event_parks_the_task_itself(anyio_backend_name: str) -> None:
+    """On trio the lean event is trio's lowest level (no ``trio.Event`` and
+    its ``ParkingLot`` under an anyio wrapper): one class for the process."""
+    make = _backend.event_class()
+    assert make is not None
+    assert make is _backend.event_class()
+    assert (type(make()).__name__ == "_TrioEvent") == (anyio_backend_name == "trio")
 
 
 # ------------------------------------------------------------------ receiver

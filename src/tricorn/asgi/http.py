@@ -108,7 +108,7 @@ class HTTPCycle(Cycle):
 
     __slots__ = (
         "_body_done",
-        "_head",
+        "_held",
         "_trailers",
         "_trailers_expected",
         "disconnected",
@@ -126,7 +126,7 @@ class HTTPCycle(Cycle):
         self.state = _WAIT_START
         self.disconnected = False
         self._body_done = False
-        self._head: Response | None = None
+        self._held = False  # the response head waits for the first body message
         self._trailers: Headers = []
         self._trailers_expected = False
 
@@ -203,7 +203,7 @@ class HTTPCycle(Cycle):
         add_defaults(headers, self._default_headers())
         self.status = status
         self.response_headers = headers
-        self._head = Response(self._port.stream_id, status, headers)
+        self._held = True
         self._trailers_expected = bool(message.get("trailers", False))
         self.state = _STARTED
 
@@ -214,17 +214,20 @@ class HTTPCycle(Cycle):
                 raise AppProtocolError(f"http.response.body body must be bytes: {type(body)!r}")
             body = bytes(body)
         more = bool(message.get("more_body", False))
-        events: list[Event] = [] if self._head is None else [self._head]
-        stream_id = self._port.stream_id
-        if body:
-            events.append(Data(stream_id, body))
         if more:
             state = _BODY
         elif self._trailers_expected:
             state = _TRAILERS
         else:
-            events.append(EndData(stream_id))
             state = _DONE
+        stream_id = self._port.stream_id
+        events: list[Event]
+        if self._held:  # the head, the body and the end in one event
+            events = [Response(stream_id, self.status, self.response_headers, body, state is _DONE)]
+        else:
+            events = [Data(stream_id, body)] if body else []
+            if state is _DONE:
+                events.append(EndData(stream_id))
         if events:
             # A head the protocol refuses (a header that would split the
             # response) raises here with nothing on the wire: the held head
@@ -235,7 +238,7 @@ class HTTPCycle(Cycle):
             except ClientDisconnected:
                 self.disconnected = True
                 raise
-        self._head = None
+        self._held = False
         self.sent_bytes += len(body)
         self.state = state
         if state is _DONE:
@@ -245,9 +248,9 @@ class HTTPCycle(Cycle):
         path = message.get("path")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise AppProtocolError(f"http.response.pathsend path must be absolute: {path!r}")
-        if self._head is not None:
-            await self._emit(self._head)
-            self._head = None
+        if self._held:
+            await self._emit(Response(self._port.stream_id, self.status, self.response_headers))
+            self._held = False
         self.sent_bytes += await self._port.send_file(path)
         await self._on_body({"body": b"", "more_body": False})
 
@@ -285,11 +288,7 @@ class HTTPCycle(Cycle):
         self.response_headers = headers
         self.state = _DONE
         try:
-            await self._port.send(
-                Response(stream_id, 404, headers),
-                Data(stream_id, _NOT_FOUND_BODY),
-                EndData(stream_id),
-            )
+            await self._port.send(Response(stream_id, 404, headers, _NOT_FOUND_BODY, True))
         except ClientDisconnected:
             self.disconnected = True
         self._port.finish()
@@ -313,18 +312,14 @@ class HTTPCycle(Cycle):
             return
         stream_id = self._port.stream_id
         try:
-            if self.state is _WAIT_START or self._head is not None:
-                self._head = None  # a held head never reached the wire
+            if self.state is _WAIT_START or self._held:
+                self._held = False  # a held head never reached the wire
                 self.status = 500
                 headers = list(_ERROR_HEADERS)
                 self._add_defaults(headers)
                 self.response_headers = headers
                 self.state = _DONE
-                await self._port.send(
-                    Response(stream_id, 500, headers),
-                    Data(stream_id, _ERROR_BODY),
-                    EndData(stream_id),
-                )
+                await self._port.send(Response(stream_id, 500, headers, _ERROR_BODY, True))
             else:
                 self.state = _DONE
                 await self._port.send(ResetStream(stream_id))

@@ -12,10 +12,10 @@ stream error H3_MESSAGE_ERROR), so the checks live here once.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..errors import AppProtocolError
-from .events import Headers
+from .events import Headers, Response
 
 __all__ = [
     "CONNECTION_SPECIFIC",
@@ -29,6 +29,7 @@ __all__ = [
     "parse_priority",
     "parse_request",
     "push_fields",
+    "queue_response",
     "response_head",
     "trailer_fields",
 ]
@@ -71,6 +72,37 @@ def response_head(status: int, headers: Headers) -> Headers:
 
 # Response fields already checked (most responses repeat their headers).
 _GOOD_FIELDS: set[tuple[bytes, bytes]] = set()
+
+
+class _Chunks(Protocol):
+    def append(self, chunk: bytes, /) -> None: ...
+
+
+class OutboundStream(Protocol):
+    """What :func:`queue_response` sets on an adapter's stream."""
+
+    head_request: bool
+    head: Headers | None
+    no_body: bool
+    want_end: bool
+
+    @property
+    def pending(self) -> _Chunks:
+        """The body chunks not framed yet."""
+
+
+def queue_response(stream: OutboundStream, event: Response) -> None:
+    """A final response on an HTTP/2 or HTTP/3 stream: its head to frame,
+    and the body and the end it may carry (see :class:`Response`).
+
+    :raises AppProtocolError: a header the protocol cannot carry.
+    """
+    stream.head = response_head(event.status, event.headers)
+    stream.no_body = no_body = stream.head_request or event.status in NO_BODY_STATUS
+    if event.body and not no_body:
+        stream.pending.append(event.body)
+    if event.end:
+        stream.want_end = True
 
 
 def trailer_fields(headers: Headers) -> Headers:

@@ -211,11 +211,16 @@ class InformationalResponse:
 
 @_event
 class Response:
-    """The final response head."""
+    """The final response head; with ``body``, the first of the body too,
+    and with ``end`` the end of the response: exactly as if ``Data(body)``
+    (when not empty) and ``EndData`` followed. A small response is then
+    one event, not three."""
 
     stream_id: int
     status: int
     headers: Headers
+    body: bytes = b""
+    end: bool = False
 
 
 @_event

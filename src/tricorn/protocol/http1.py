@@ -646,6 +646,10 @@ class H1Adapter:
         elif kind is Response:
             assert isinstance(event, Response)
             self._send_response(event)
+            if event.body:
+                self._send_body(event.body)
+            if event.end:
+                self._end_body(None)
         elif kind is EndData:
             self._end_body(None)
         elif kind is BodyConsumed:

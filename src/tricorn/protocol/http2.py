@@ -74,11 +74,11 @@ from hyperframe.frame import ExtensionFrame, Frame, GoAwayFrame, HeadersFrame
 
 from ._fields import (
     NAME,
-    NO_BODY_STATUS,
     VALUE_BAD,
     parse_priority,
     parse_request,
     push_fields,
+    queue_response,
     response_head,
     trailer_fields,
 )
@@ -771,9 +771,8 @@ class H2Adapter(StreamWebSockets):
                 self._sending[event.stream_id] = stream
         elif kind is Response:
             assert isinstance(event, Response)
-            stream.head = response_head(event.status, event.headers)
-            stream.no_body = stream.head_request or event.status in NO_BODY_STATUS
-            self._sending[event.stream_id] = stream
+            queue_response(stream, event)
+            self._sending[stream_id] = stream
         elif kind is EndData:
             stream.want_end = True
             self._sending[stream_id] = stream

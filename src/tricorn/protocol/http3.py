@@ -98,10 +98,10 @@ from aioquic.tls import Epoch
 
 from ._fields import (
     NAME,
-    NO_BODY_STATUS,
     VALUE_BAD,
     parse_request,
     push_fields,
+    queue_response,
     response_head,
     trailer_fields,
 )
@@ -773,8 +773,7 @@ class H3Adapter(StreamWebSockets):
                 self._sending[stream_id] = stream
         elif kind is Response:
             assert isinstance(event, Response)
-            stream.head = response_head(event.status, event.headers)
-            stream.no_body = stream.head_request or event.status in NO_BODY_STATUS
+            queue_response(stream, event)
             self._sending[stream_id] = stream
         elif kind is EndData:
             stream.want_end = True

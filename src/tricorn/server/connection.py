@@ -71,6 +71,7 @@ from ..protocol.events import (
     ProtocolSwitch,
     Request,
     ResetStream,
+    Response,
     StreamClosed,
     WebSocketMessage,
     Writable,
@@ -561,18 +562,26 @@ class Connection:
     async def _read_loop(self) -> None:
         """Read and route events until the connection is over."""
         transport = self.transport
+        routed = False  # the last bytes took a short route
         while not self._closed:
             adapter = self.adapter  # (an h2c switch replaces it)
-            now = self._clock()
-            events = adapter.next_events(now)
-            if events:
-                if await self._handle(events):
-                    return
-                continue
-            if not adapter.wants_read:
-                await self._wait_for_resume()
-                continue
-            self._set_deadline(adapter.next_deadline(now))
+            if routed:
+                # As in the transport's callback (asyncio): a short route
+                # leaves nothing to poll, the adapter reading, and its
+                # deadline set (_receive_request) or for the control task
+                # to recheck when due (a WebSocket's ping timer).
+                routed = False
+            else:
+                now = self._clock()
+                events = adapter.next_events(now)
+                if events:
+                    if await self._handle(events):
+                        return
+                    continue
+                if not adapter.wants_read:
+                    await self._wait_for_resume()
+                    continue
+                self._set_deadline(adapter.next_deadline(now))
             self._reading = True
             try:
                 data = await transport.receive(READ_SIZE)
@@ -588,8 +597,10 @@ class Connection:
                 inline = self._inline_stream
                 if inline is not None:
                     if self._receive_inline(inline, data):
+                        routed = True
                         continue
                 elif not self._multiplexed and self._receive_request(data):
+                    routed = True
                     continue
             if await self._handle(adapter.receive_data(data, self._clock())):
                 return
@@ -845,8 +856,11 @@ def _payload(events: tuple[Event, ...]) -> int:
     """The body bytes among ``events``."""
     size = 0
     for event in events:  # (no generator: once per send)
-        if type(event) is Data:
-            size += len(event.data)
+        kind = type(event)
+        if kind is Data:
+            size += len(event.data)  # type: ignore[union-attr]
+        elif kind is Response:
+            size += len(event.body)  # type: ignore[union-attr]
     return size
 
 

@@ -78,10 +78,8 @@ async def test_small_response_is_one_write_with_default_headers() -> None:
     cycle = cycle_for(app, port)
     await cycle.run()
     assert port.writes == 1
-    assert port.sent == [
-        Response(1, 200, [(b"content-type", b"text/plain"), (b"server", b"tricorn")]),
-        Data(1, b"hi"),
-        EndData(1),
+    assert port.sent == [  # the head, the body and the end in one event
+        Response(1, 200, [(b"content-type", b"text/plain"), (b"server", b"tricorn")], b"hi", True),
     ]
     assert cycle.state is State.DONE
     assert port.finished
@@ -95,7 +93,7 @@ async def test_app_server_header_wins() -> None:
 
     port = RecordingPort()
     await cycle_for(app, port).run()
-    assert port.sent[0] == Response(1, 200, [(b"server", b"mine")])
+    assert port.sent[0] == Response(1, 200, [(b"server", b"mine")], b"", True)
 
 
 async def test_receive_body_then_disconnect() -> None:
@@ -128,8 +126,7 @@ async def test_trailers_and_early_hints() -> None:
     await cycle_for(app, port).run()
     assert port.sent == [
         InformationalResponse(1, 103, [(b"link", b"</a>; rel=preload")]),
-        Response(1, 200, [(b"server", b"tricorn")]),
-        Data(1, b"x"),
+        Response(1, 200, [(b"server", b"tricorn")], b"x"),  # (not the end: trailers follow)
         Trailers(1, [(b"a", b"1"), (b"b", b"2")]),
     ]
 
