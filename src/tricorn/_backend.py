@@ -609,7 +609,6 @@ class _AsyncioProtocol:
 
 
 _READ_SIZE = 256 * 1024  # what asyncio's transports ask recv() for (their max_size)
-_read_view: memoryview | None = None  # the shared read buffer (_buffered_protocol)
 _buffered_class: type[_AsyncioProtocol] | None = None
 
 
@@ -629,20 +628,20 @@ def _buffered_protocol() -> type[_AsyncioProtocol]:
     22,000 messages/s or 45,000 by that accident. Built on first use: the
     class must subclass asyncio's, and asyncio is imported lazily here.
     """
-    global _buffered_class, _read_view
+    global _buffered_class
     if _buffered_class is None:
         import asyncio
 
-        _read_view = memoryview(bytearray(_READ_SIZE))
+        shared = memoryview(bytearray(_READ_SIZE))  # the one read buffer
 
         class _BufferedAsyncioProtocol(_AsyncioProtocol, asyncio.BufferedProtocol):
             __slots__ = ()
 
             def get_buffer(self, sizehint: int) -> memoryview:
-                return _read_view  # type: ignore[return-value]
+                return shared
 
             def buffer_updated(self, nbytes: int) -> None:
-                self._stream._data(_read_view[:nbytes].tobytes())  # type: ignore[index]
+                self._stream._data(shared[:nbytes].tobytes())
 
         _buffered_class = _BufferedAsyncioProtocol
     return _buffered_class
