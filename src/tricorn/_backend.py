@@ -150,7 +150,10 @@ def clock() -> Callable[[], float]:
         return time
     import trio
 
-    return trio.current_time
+    # The run's clock object itself: trio.current_time() reaches it through
+    # two wrappers on every call.
+    current: Callable[[], float] = trio.lowlevel.current_clock().current_time
+    return current
 
 
 def _asyncio_loop() -> Any:
@@ -676,6 +679,8 @@ class _TrioStream(ByteStream):
         self._eager_reads = 0
         self._eager_sends = 0
         self._drained = False
+        self._interrupted = False  # see interrupt_receive
+        self._interrupts = 0  # ... so far: a send's wait that one ended waits again
 
     @property
     def extra_attributes(self) -> Any:
@@ -689,10 +694,28 @@ class _TrioStream(ByteStream):
             return anyio.ClosedResourceError()
         return anyio.BrokenResourceError(str(exc))
 
+    def interrupt_receive(self) -> None:
+        """End a :meth:`receive` that waits in another task: it raises
+        ``anyio.WouldBlock``, having read nothing (the connection lends
+        its socket to an application's task and must be able to wake it:
+        see ``Connection.read_for``). A send waiting meanwhile waits on.
+
+        trio's ``notify_closing`` wakes the socket's waiters without
+        closing it; the flag tells the reader it was not a close."""
+        if self._closed or self._sock.fileno() < 0:
+            return  # (the close itself ends the receive)
+        self._interrupted = True
+        self._interrupts += 1
+        self._trio.lowlevel.notify_closing(self._sock)
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        self._interrupted = False  # (one made while no receive waited is void)
         if self._eager_reads >= self._MAX_EAGER:
             self._eager_reads = 0
             await self._checkpoint()
+            if self._interrupted:
+                self._interrupted = False
+                raise anyio.WouldBlock
         sock = self._sock
         wait = self._drained  # the last read emptied the socket's buffer
         while True:
@@ -701,7 +724,13 @@ class _TrioStream(ByteStream):
                 try:
                     await self._wait_readable(sock)
                 except (OSError, self._trio.ClosedResourceError) as exc:
+                    if self._interrupted and not self._closed:
+                        self._interrupted = False
+                        raise anyio.WouldBlock from None
                     raise self._error(exc) from exc
+                if self._interrupted:  # (readable before the interrupt: read later)
+                    self._interrupted = False
+                    raise anyio.WouldBlock
             if self._closed:
                 raise anyio.ClosedResourceError
             try:
@@ -747,12 +776,15 @@ class _TrioStream(ByteStream):
         # the wait (ClosedResourceError).
         with self._trio.CancelScope(shield=True):
             while view:
+                interrupts = self._interrupts
                 try:
                     await self._wait_writable(sock)
                     view = view[sock.send(view) :]
                 except BlockingIOError:
                     continue
                 except (OSError, self._trio.ClosedResourceError) as exc:
+                    if self._interrupts != interrupts and not self._closed:
+                        continue  # woken by interrupt_receive: not closed
                     raise self._error(exc) from exc
                 if self._closed:
                     raise anyio.ClosedResourceError

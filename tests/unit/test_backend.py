@@ -206,6 +206,46 @@ async def test_close_wakes_a_waiting_receive() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_interrupted_receive_reads_nothing_and_a_waiting_send_goes_on() -> None:
+    """``interrupt_receive`` ends a receive that waits in another task with
+    ``anyio.WouldBlock`` (nothing read: the next receive gets every byte),
+    while a send blocked on the full socket at the same time -- trio wakes
+    both -- waits on and delivers all of its bytes."""
+    data = bytes(range(256)) * 40000  # 10 MB: blocks until the peer reads
+    async with pair() as (server, client):
+        trio_stream: Any = server
+        received = bytearray()
+        outcome: list[BaseException] = []
+
+        async def receive() -> None:
+            try:
+                await server.receive()
+            except anyio.WouldBlock as exc:
+                outcome.append(exc)
+
+        async def read_later() -> None:
+            await anyio.sleep(0.2)  # after the interrupt
+            while len(received) < len(data):
+                received.extend(await client.receive())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receive)
+                tg.start_soon(server.send, data)
+                await anyio.wait_all_tasks_blocked()
+                trio_stream.interrupt_receive()
+                await anyio.wait_all_tasks_blocked()
+                assert len(outcome) == 1  # the receive ended; the send waits on
+                tg.start_soon(read_later)
+            assert bytes(received) == data
+            await client.send(b"after")
+            assert await server.receive() == b"after"
+            trio_stream.interrupt_receive()  # none waits: the next read is not hit
+            await client.send(b"more")
+            assert await server.receive() == b"more"
+
+
+@pytest.mark.anyio
 async def test_send_to_a_reset_peer_is_broken() -> None:
     async with pair() as (server, client):
         raw: Any = client.extra(SocketAttribute.raw_socket)

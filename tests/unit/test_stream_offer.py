@@ -25,6 +25,8 @@ class FakeConnection:
         make = _backend.event_class()
         self.new_event: Any = make if make is not None else anyio.Event
         self.credits: list[tuple[int, int]] = []
+        self._lent = None  # (the socket is never lent here: Connection.read_for)
+        self._app_reader = None
 
     async def send_events(self, events: tuple[Event, ...], stream: Stream) -> None:
         pass  # (ReadyForBody)

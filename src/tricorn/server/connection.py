@@ -93,6 +93,7 @@ _WRITE_BEHIND = 65536  # bytes senders may queue behind a write in progress (HTT
 _GATHER_FROM = 32768  # output this large goes to the kernel as its buffers (_take)
 _CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
 _LINGER_LIMIT = 1024 * 1024  # input dropped while an HTTP/2 connection closes
+_LENT_AWAY = 1.0  # seconds an app may stay out of receive() before the read loop reads (_lend)
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
@@ -169,6 +170,19 @@ class Connection:
         self._set_receiver: Callable[[Callable[[bytes], bool] | None], None] | None = getattr(
             transport, "set_receiver", None
         )
+        # The socket lent to an HTTP/1.1 WebSocket's receive() (trio; see
+        # _lend): the stream it is lent to, the one whose receive() reads it
+        # now, the read loop's wait for it back, and bytes handed back.
+        self._interrupt: Callable[[], None] | None = getattr(transport, "interrupt_receive", None)
+        self._lendable = self._set_receiver is None and self._interrupt is not None
+        self._lent: Stream | None = None
+        self._app_reader: Stream | None = None
+        self._baton: anyio.Event | None = None
+        self._given: bytes | None = None
+        self._unanswered = 0  # messages the app sent since it last read
+        self._watching = False  # the control task wakes within _LENT_AWAY (_reclaim)
+        self._app_reads = 0  # messages the app's receive() read itself
+        self._reads_seen = 0  # ... as the control task last saw them
         self._tg: TaskGroup | None = None
         # The transport sends buffers gathered (writev) and the adapter can
         # give them (HTTP/2 over cleartext TCP): see _take.
@@ -268,6 +282,8 @@ class Connection:
                 # An accept starts the ping timer, a Close the close timer:
                 # the read loop, blocked in a read, would not arm them.
                 self._set_deadline(adapter.next_deadline(self._clock()))
+                if self._lent is not None:  # a Close: the read loop reads the answer
+                    self._reclaim()
         if not self._multiplexed:
             if not await self._flush():
                 raise ClientDisconnected("the connection is closed")
@@ -328,6 +344,12 @@ class Connection:
 
         :raises ClientDisconnected: the connection is broken or closed.
         """
+        if self._lent is stream:
+            # A second message without a read in between: the app sends
+            # more than it reads, the read loop reads again (see _lend).
+            self._unanswered += 1
+            if self._unanswered > 1:
+                self._reclaim()
         if not self._writing and not self._multiplexed and not self._closed:
             # (not multiplexed: the adapter is an H1Adapter)
             frame = self.adapter.frame_message(data)  # type: ignore[attr-defined]
@@ -500,6 +522,15 @@ class Connection:
             self._poke = self.new_event()
             if self._is_closed():  # (a method: mypy narrows attributes across awaits)
                 break
+            if self._lent is not None:
+                # An app that stayed out of receive() since the last wake-up
+                # (_LENT_AWAY, at most twice) no longer holds the socket: the
+                # read loop reads again (pings get answered, Closes noticed).
+                reads = self._app_reads
+                if reads == self._reads_seen:
+                    self._reclaim()
+                self._reads_seen = reads
+            self._watching = self._lent is not None and self._app_reader is None
             adapter = self.adapter  # (an h2c switch replaces it)
             now = self._clock()
             if self._shutdown and not self._shutdown_done:
@@ -524,6 +555,8 @@ class Connection:
                 self._timer_at = now + self._recheck
             else:
                 self._timer_at = deadline
+            if self._watching and self._timer_at > now + _LENT_AWAY:
+                self._timer_at = now + _LENT_AWAY
         await self._terminate()
 
     def _write_stuck(self, now: float) -> bool:
@@ -553,6 +586,9 @@ class Connection:
         self._poke.set()
         if self._resume is not None:
             self._resume.set()
+        if self._baton is not None:
+            self._lent = None
+            self._baton.set()
         while self._idle_runners:
             self._idle_runners.pop().assign(None)
         await self._close()
@@ -565,12 +601,22 @@ class Connection:
         routed = False  # the last bytes took a short route
         while not self._closed:
             adapter = self.adapter  # (an h2c switch replaces it)
+            given = None
             if routed:
                 # As in the transport's callback (asyncio): a short route
                 # leaves nothing to poll, the adapter reading, and its
                 # deadline set (_receive_request) or for the control task
                 # to recheck when due (a WebSocket's ping timer).
                 routed = False
+                inline = self._inline_stream
+                if self._lendable and inline is not None and inline._handoff is not None:
+                    # A waiting receive() took a message: its next one
+                    # reads the socket itself.
+                    given = await self._lend(inline)
+                    if self._is_closed():
+                        return
+                    if given is None:
+                        continue  # taken back: poll, then read
             else:
                 now = self._clock()
                 events = adapter.next_events(now)
@@ -582,26 +628,29 @@ class Connection:
                     await self._wait_for_resume()
                     continue
                 self._set_deadline(adapter.next_deadline(now))
-            self._reading = True
-            try:
-                data = await transport.receive(READ_SIZE)
-            except _BROKEN:
-                if self._is_closed():
-                    return
-                data = b""
-            finally:
-                self._reading = False
-                if self._read_returned is not None:
-                    self._read_returned.set()
-            if data:  # the short routes first (as the callbacks take them on asyncio)
-                inline = self._inline_stream
-                if inline is not None:
-                    if self._receive_inline(inline, data):
+            if given is not None:  # bytes the app's read could not route
+                data = given
+            else:
+                self._reading = True
+                try:
+                    data = await transport.receive(READ_SIZE)
+                except _BROKEN:
+                    if self._is_closed():
+                        return
+                    data = b""
+                finally:
+                    self._reading = False
+                    if self._read_returned is not None:
+                        self._read_returned.set()
+                if data:  # the short routes first (as the callbacks take them on asyncio)
+                    inline = self._inline_stream
+                    if inline is not None:
+                        if self._receive_inline(inline, data):
+                            routed = True
+                            continue
+                    elif not self._multiplexed and self._receive_request(data):
                         routed = True
                         continue
-                elif not self._multiplexed and self._receive_request(data):
-                    routed = True
-                    continue
             if await self._handle(adapter.receive_data(data, self._clock())):
                 return
 
@@ -626,7 +675,9 @@ class Connection:
         self._set_deadline(adapter.next_deadline(now))
         return True
 
-    def _receive_inline(self, stream: Stream, data: bytes) -> bool:
+    def _receive_inline(
+        self, stream: Stream, data: bytes, take: Callable[[Event], bool] | None = None
+    ) -> bool:
         """Bytes the transport hands over in its callback while the read
         loop waits (asyncio), or that the read loop read (trio): whole
         messages of the WebSocket ``stream`` are routed here (the loop
@@ -635,12 +686,94 @@ class Connection:
         if self._closed:
             return False
         adapter = self.adapter  # (an H1Adapter: only HTTP/1.1 registers this)
-        events = adapter.receive_inline(data, self._clock(), stream.offer)  # type: ignore[attr-defined]
+        events = adapter.receive_inline(data, self._clock(), take or stream.offer)  # type: ignore[attr-defined]
         if events is None:
             return False
         for event in events:
             stream.feed(event)
         return True
+
+    async def _lend(self, stream: Stream) -> bytes | None:
+        """Lend the socket to ``stream``'s ``receive()`` (HTTP/1.1
+        WebSocket, trio) and wait until it comes back: bytes the app's read
+        could not route (a ping, a Close, part of a message, the end), or
+        ``None`` when taken back (see _reclaim).
+
+        The read loop woken by the socket and then the app's task woken by
+        the read loop are two task switches per message; the app's task
+        reading for itself is one. Where the transport's callback routes
+        messages (asyncio) there is nothing to gain.
+        """
+        self._baton = baton = self.new_event()
+        self._lent = stream
+        self._unanswered = 0
+        self._took_message()  # (the one handed over)
+        try:
+            await baton.wait()
+        finally:
+            self._baton = None
+            self._lent = None
+        given, self._given = self._given, None
+        return given
+
+    def _reclaim(self) -> None:
+        """The read loop reads again -- unless the app's task reads now:
+        it hands back whatever is not a message anyway.
+
+        Taken back: when the app sends a second message without reading
+        (it sends more than it reads), sends anything but a message (a
+        Close: the answer must be read), its call ends, the connection
+        shuts down, or at the control task's first wake-up after the app
+        left receive() with a message and did not read again by the next
+        (``_LENT_AWAY`` apart, so within twice that; a message taken while
+        the control task sleeps longer wakes it once to arm that timer)."""
+        if self._app_reader is None and self._baton is not None:
+            self._lent = None
+            self._baton.set()
+
+    def _took_message(self) -> None:
+        """The app leaves receive() with a message while it holds the
+        socket: the control task is to look within ``_LENT_AWAY``."""
+        self._app_reads += 1
+        if not self._watching:
+            self._watching = True
+            self._poke.set()
+
+    def interrupt_read(self) -> None:
+        """An event was fed to the stream whose ``receive()`` reads the
+        socket: end its read (it then takes the event)."""
+        if self._interrupt is not None:
+            self._interrupt()
+
+    async def read_for(self, stream: Stream) -> Event | None:
+        """``receive()`` of the stream the socket is lent to: read, and
+        route what was read as the read loop would. The message, or
+        ``None``: look at the queue again (bytes the read loop takes back,
+        an event fed meanwhile, the end of the connection).
+
+        Cancelling it loses nothing: the socket's wait is cancelled before
+        any byte is read, and from the read on nothing awaits."""
+        self._app_reader = stream
+        self._unanswered = 0
+        try:
+            data = await self.transport.receive(READ_SIZE)
+        except anyio.WouldBlock:  # interrupted (interrupt_read): an event is queued
+            return None
+        except _BROKEN:
+            data = b""
+        finally:
+            self._app_reader = None
+        if data and self._receive_inline(stream, data, stream.keep):
+            self._took_message()
+            event = stream._handoff
+            stream._handoff = None
+            return event  # (None: queued behind an earlier event)
+        # The read loop takes these bytes, and the socket, back.
+        self._given = data
+        self._lent = None
+        if self._baton is not None:
+            self._baton.set()
+        return None
 
     async def _wait_for_resume(self) -> None:
         self._resume = self.new_event()
@@ -782,6 +915,8 @@ class Connection:
                 await cycle.run()
         finally:
             stream.scope = None  # a late reset must not cancel the next stream's call
+            if self._lent is stream:
+                self._reclaim()
             del self._streams[stream.stream_id]
             self._stream_ended()
             ctx.request_done()

@@ -73,6 +73,8 @@ class Stream:
         self._events.append(event)
         if self._waiter is not None:
             self._waiter.set()
+        elif self._connection._app_reader is self:  # its receive() reads the socket
+            self._connection.interrupt_read()
         if type(event) is StreamClosed:
             self._closed = True
             self.writable()  # a send waiting for the window ends too
@@ -86,6 +88,15 @@ class Stream:
             return False
         self._handoff = event
         waiter.set()
+        return True
+
+    def keep(self, event: Event) -> bool:
+        """:meth:`offer` for a ``receive()`` that read the socket itself
+        (``Connection.read_for``): it returns ``event``, if nothing is
+        queued before it."""
+        if self._handoff is not None or self._events:
+            return False
+        self._handoff = event
         return True
 
     def cancel(self) -> None:
@@ -115,7 +126,16 @@ class Stream:
             except ClientDisconnected:
                 self.feed(StreamClosed(self.stream_id))
         while not self._events:
-            self._waiter = waiter = self._connection.new_event()
+            connection = self._connection
+            if connection._lent is self and connection._app_reader is None:
+                # The read loop lent this task the socket (an HTTP/1.1
+                # WebSocket on trio): read the next message here, one task
+                # switch instead of two.
+                event = await connection.read_for(self)
+                if event is not None:
+                    return event
+                continue
+            self._waiter = waiter = connection.new_event()
             try:
                 await waiter.wait()
             except BaseException:
