@@ -660,8 +660,9 @@ class _TrioStream(ByteStream):
     call the non-blocking socket directly and wait (``wait_writable``,
     ``wait_readable``) only when it would block. So that a busy connection
     cannot starve the others, every ``_MAX_EAGER`` calls that did not wait
-    yield once. Errors are anyio's: ``BrokenResourceError`` for the
-    socket's, ``ClosedResourceError`` once it was closed.
+    yield once (a receive that waits counts as that yield for both).
+    Errors are anyio's: ``BrokenResourceError`` for the socket's,
+    ``ClosedResourceError`` once it was closed.
     """
 
     _MAX_EAGER = 16  # calls in a row without a checkpoint
@@ -720,7 +721,10 @@ class _TrioStream(ByteStream):
         wait = self._drained  # the last read emptied the socket's buffer
         while True:
             if wait:
-                self._eager_reads = 0
+                # A wait yields to the scheduler: the eager calls start
+                # over (a connection that alternates reads and sends, as
+                # an echo does, then never needs a checkpoint of its own).
+                self._eager_reads = self._eager_sends = 0
                 try:
                     await self._wait_readable(sock)
                 except (OSError, self._trio.ClosedResourceError) as exc:

@@ -118,12 +118,19 @@ async def test_the_app_reads_the_socket_itself_on_trio_only(
     lent (a cancelled TLS read could lose decrypted bytes)."""
     reads: list[int] = []
     read_for = Connection.read_for
+    wake_ups: list[int] = []  # the control task's (it checks for a stuck write each time)
+    write_stuck = Connection._write_stuck
 
     async def spy(self: Connection, stream: Any) -> Any:
         reads.append(1)
         return await read_for(self, stream)
 
+    def count(self: Connection, now: float) -> bool:
+        wake_ups.append(1)
+        return write_stuck(self, now)
+
     monkeypatch.setattr(Connection, "read_for", spy)
+    monkeypatch.setattr(Connection, "_write_stuck", count)
     app = App()
     settings = {"certfile": tls_files.certfile, "keyfile": tls_files.keyfile} if tls else {}
     context = None
@@ -137,6 +144,10 @@ async def test_the_app_reads_the_socket_itself_on_trio_only(
             for number in range(20):
                 await ws.send(f"message {number}")
                 assert await ws.receive() == f"message {number}"
+                await anyio.sleep(0.06)  # the app waits (reads) meanwhile
+            # Nor is the control task woken per message: it looks at the
+            # lent socket once a second while messages come.
+            assert len(wake_ups) <= 4, len(wake_ups)
             await ws.close(1000)
             assert await ws.wait_closed() == Closed(1000)
             await app.disconnected.wait()

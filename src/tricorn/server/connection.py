@@ -522,15 +522,19 @@ class Connection:
             self._poke = self.new_event()
             if self._is_closed():  # (a method: mypy narrows attributes across awaits)
                 break
-            if self._lent is not None:
-                # An app that stayed out of receive() since the last wake-up
-                # (_LENT_AWAY, at most twice) no longer holds the socket: the
-                # read loop reads again (pings get answered, Closes noticed).
-                reads = self._app_reads
-                if reads == self._reads_seen:
-                    self._reclaim()
-                self._reads_seen = reads
-            self._watching = self._lent is not None and self._app_reader is None
+            if self._lent is None:
+                self._watching = False
+            elif self._app_reads != self._reads_seen:  # messages taken: look again soon
+                self._reads_seen = self._app_reads
+                self._watching = True
+            elif self._app_reader is None:
+                # Out of receive() since the last look (_LENT_AWAY ago) with
+                # the socket: the read loop reads again (pings get
+                # answered, Closes noticed).
+                self._reclaim()
+                self._watching = False
+            else:  # in receive(), reading: the next message taken re-arms
+                self._watching = False
             adapter = self.adapter  # (an h2c switch replaces it)
             now = self._clock()
             if self._shutdown and not self._shutdown_done:
