@@ -603,24 +603,22 @@ class Connection:
         """Read and route events until the connection is over."""
         transport = self.transport
         routed = False  # the last bytes took a short route
+        given: bytes | None = None  # bytes read by a task the socket was lent to
         while not self._closed:
             adapter = self.adapter  # (an h2c switch replaces it)
-            given = None
             if routed:
                 # As in the transport's callback (asyncio): a short route
                 # leaves nothing to poll, the adapter reading, and its
                 # deadline set (_receive_request) or for the control task
                 # to recheck when due (a WebSocket's ping timer).
                 routed = False
-                inline = self._inline_stream
-                if self._lendable and inline is not None and inline._handoff is not None:
-                    # A waiting receive() took a message: its next one
-                    # reads the socket itself.
-                    given = await self._lend(inline)
+                borrower = self._borrower()
+                if borrower is not None:
+                    # The task it woke reads next itself (trio): see _lend.
+                    given = await self._lend(borrower)
                     if self._is_closed():
                         return
-                    if given is None:
-                        continue  # taken back: poll, then read
+                    continue  # taken back: poll, then read (or take ``given``)
             else:
                 now = self._clock()
                 events = adapter.next_events(now)
@@ -632,8 +630,8 @@ class Connection:
                     await self._wait_for_resume()
                     continue
                 self._set_deadline(adapter.next_deadline(now))
-            if given is not None:  # bytes the app's read could not route
-                data = given
+            if given is not None:  # bytes the borrower could not route
+                data, given = given, None
             else:
                 self._reading = True
                 try:
@@ -697,6 +695,15 @@ class Connection:
             stream.feed(event)
         return True
 
+    def _borrower(self) -> Stream | None:
+        """Whom the read loop lends the socket to after a short route, if
+        anyone: the HTTP/1.1 WebSocket whose waiting ``receive()`` took a
+        message (trio, cleartext)."""
+        inline = self._inline_stream
+        if self._lendable and inline is not None and inline._handoff is not None:
+            return inline
+        return None
+
     async def _lend(self, stream: Stream) -> bytes | None:
         """Lend the socket to ``stream``'s ``receive()`` (HTTP/1.1
         WebSocket, trio) and wait until it comes back: bytes the app's read
@@ -705,8 +712,11 @@ class Connection:
 
         The read loop woken by the socket and then the app's task woken by
         the read loop are two task switches per message; the app's task
-        reading for itself is one. Where the transport's callback routes
-        messages (asyncio) there is nothing to gain.
+        reading for itself is one (in wall time: ws-echo 28,300 -> 31,600
+        messages/s; the same lent to an HTTP/1.1 runner between requests
+        saved 8% of the instructions of h1-hello and none of its time, and
+        was left out). Where the transport's callback routes messages
+        (asyncio) there is nothing to gain.
         """
         self._baton = baton = self.new_event()
         self._lent = stream
