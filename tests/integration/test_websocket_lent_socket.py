@@ -22,6 +22,7 @@ import pytest
 
 from tricorn.asgi.types import ASGIReceive, ASGISend, Message, Scope
 from tricorn.server.connection import Connection
+from tricorn.server.streams import Stream
 
 from ..conftest import TLSFiles, running_server
 from .test_websocket_limits import GOING_AWAY, TEXT, frame, stoppable_server
@@ -76,6 +77,14 @@ class App:
         except OSError as exc:  # ClientDisconnected
             self.push_ended = exc
         self.disconnected.set()
+
+    async def route_pause(self, receive: ASGIReceive, send: ASGISend) -> None:
+        """Echo 3 messages, stay away for 0.5 s, then echo the rest."""
+        for _ in range(3):
+            message = await receive()
+            await send({"type": "websocket.send", "text": message["text"]})
+        await anyio.sleep(0.5)
+        await self.route_echo(receive, send)
 
     async def route_impatient(self, receive: ASGIReceive, send: ASGISend) -> None:
         """receive() under a 10 ms timeout, again and again."""
@@ -271,3 +280,41 @@ async def test_messages_that_arrive_together_keep_their_order() -> None:
             await warm_up(ws)
             await ws.close(1000)
             assert await ws.wait_closed() == Closed(1000)
+
+
+async def test_a_flood_while_the_app_is_away_stays_bounded_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app holds the socket and stays away while the client sends 200
+    messages of 16 KiB: the server stops reading past max_app_queue_size
+    messages (and what one read brought), and once the app reads again
+    every message arrives, in order."""
+    app = App()
+    longest = [0]
+    feed = Stream.feed
+
+    def spy(self: Stream, event: Any) -> None:
+        feed(self, event)
+        longest[0] = max(longest[0], len(self._events))
+
+    monkeypatch.setattr(Stream, "feed", spy)
+    payload = "x" * 16384
+    with anyio.fail_after(20):
+        async with (
+            running_server(app, max_app_queue_size=4) as url,
+            ws_connect(url, "/pause") as ws,
+        ):
+            await warm_up(ws)  # the app's three echoes: it goes away now
+
+            async def flood() -> None:
+                for number in range(200):
+                    await ws.send_raw(frame(TEXT, f"{number} {payload}".encode()))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                for number in range(200):
+                    assert await ws.receive() == f"{number} {payload}"
+            await ws.close(1000)
+            assert await ws.wait_closed() == Closed(1000)
+    # 4, and the messages of one read (256 KiB on asyncio): never the 200
+    assert longest[0] <= 4 + 17
