@@ -10,6 +10,11 @@ Two tasks per connection, plus one per request:
   and starts its ASGI cycle as a child task; body events are queued on
   their stream; ``ConnectionClosed`` ends the connection. A read is a plain
   ``receive()``: no cancel scope per read.
+  On trio an HTTP/1.1 WebSocket's read loop lends the socket to the
+  app's task once a message went straight to its waiting ``receive()``:
+  that ``receive()`` then reads and routes the next message itself (one
+  task switch per message, not two) and hands back anything else, until
+  the loop takes the socket back (:meth:`Connection._lend`).
 * the **control task** (:meth:`Connection._control_loop`) keeps the
   adapter's timers and everything else that must interrupt a pending read:
   graceful shutdown and closes the adapter decides on after a response. It
