@@ -25,7 +25,7 @@ from tricorn.server.connection import Connection
 from tricorn.server.streams import Stream
 
 from ..conftest import TLSFiles, running_server
-from .test_websocket_limits import GOING_AWAY, TEXT, frame, stoppable_server
+from .test_websocket_limits import GOING_AWAY, TEXT, answer_pings, frame, stoppable_server
 from .wsclient import Closed, WSClient, ws_connect
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +318,23 @@ async def test_a_flood_while_the_app_is_away_stays_bounded_and_in_order(
             assert await ws.wait_closed() == Closed(1000)
     # 4, and the messages of one read (256 KiB on asyncio): never the 200
     assert longest[0] <= 4 + 17
+
+
+async def test_server_pings_are_answered_through_the_apps_read() -> None:
+    """Server pings every 0.2 s while the app waits in receive() (on trio
+    reading the socket): the client's pongs reach the connection (no ping
+    timeout), and messages go on between them."""
+    app = App()
+    settings = {"websocket_ping_interval": 0.2, "websocket_ping_timeout": 0.3}
+    with anyio.fail_after(10):
+        async with running_server(app, **settings) as url, ws_connect(url, "/echo") as ws:
+            for _ in range(3):
+                await warm_up(ws)
+                await answer_pings(ws, 0.7)
+                assert ws.close_code is None
+                assert not ws.ended
+            assert len(ws.pings) >= 6, ws.pings
+            await ws.close(1000)
+            assert await ws.wait_closed() == Closed(1000)
+            await app.disconnected.wait()
+    assert app.codes == [1000]
