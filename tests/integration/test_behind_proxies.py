@@ -145,30 +145,32 @@ def exchange(sock: socket.socket, requests: int = 1, headers: str = "") -> list[
     """``requests`` GETs, one after the other on ``sock`` (keep-alive; the
     last says Connection: close); the JSON bodies."""
     answers = []
-    reader = sock.makefile("rb")
-    for i in range(requests):
-        close = "Connection: close\r\n" if i == requests - 1 else ""
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: localhost\r\n{headers}{close}\r\n".encode())
-        status = reader.readline()
-        assert status.startswith(b"HTTP/1.1 200"), status
-        length = None
-        chunked = False
-        while (line := reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-            elif name.lower() == "transfer-encoding" and "chunked" in value:
-                chunked = True
-        if chunked:
-            body = b""
-            while (size := int(reader.readline().split(b";")[0], 16)) > 0:
-                body += reader.read(size)
+    # (closed even when an assertion fails: an open reader keeps the
+    # socket's descriptor past its close, a ResourceWarning in a later test)
+    with sock.makefile("rb") as reader:
+        for i in range(requests):
+            close = "Connection: close\r\n" if i == requests - 1 else ""
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: localhost\r\n{headers}{close}\r\n".encode())
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = None
+            chunked = False
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "transfer-encoding" and "chunked" in value:
+                    chunked = True
+            if chunked:
+                body = b""
+                while (size := int(reader.readline().split(b";")[0], 16)) > 0:
+                    body += reader.read(size)
+                    reader.readline()
                 reader.readline()
-            reader.readline()
-        else:
-            assert length is not None
-            body = reader.read(length)
-        answers.append(json.loads(body))
+            else:
+                assert length is not None
+                body = reader.read(length)
+            answers.append(json.loads(body))
     return answers
 
 
@@ -228,7 +230,8 @@ def haproxy_config(tmp_path: Path, body: str) -> tuple[Path, Path]:
 
 
 def check_status(stats: Path) -> dict[str, str]:
-    """Each server's last health-check result (``L7OK``, ``L4CON``, ...)."""
+    """Each server's last health-check result and state (``L7OK UP``,
+    ``L4CON DOWN``, ``L7OK DOWN 1/2`` while a server comes back up, ...)."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(TIMEOUT)
         sock.connect(str(stats))
@@ -240,15 +243,19 @@ def check_status(stats: Path) -> dict[str, str]:
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
     return {
-        row["svname"]: row["check_status"]
+        row["svname"]: f"{row['check_status']} {row['status']}"
         for row in rows
         if row["svname"] not in ("FRONTEND", "BACKEND")
     }
 
 
 def wait_healthy(stats: Path, server: str = "t1") -> None:
+    """Until the last check passed and HAProxy counts the server up: under
+    load a check can time out (its timeout is ``inter``, 100 ms), and a
+    server marked down needs ``rise`` (2) passed checks before HAProxy
+    sends it requests again (a 503 meanwhile)."""
     deadline = time.monotonic() + TIMEOUT
-    while (status := check_status(stats).get(server)) != "L7OK":
+    while (status := check_status(stats).get(server)) != "L7OK UP":
         if time.monotonic() > deadline:
             pytest.fail(f"HAProxy's check of {server}: {status}")
         time.sleep(0.1)
