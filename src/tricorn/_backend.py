@@ -710,12 +710,11 @@ class _TrioStream(ByteStream):
         self._trio.lowlevel.notify_closing(self._sock)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        self._interrupted = False  # (one made while no receive waited is void)
+        self._interrupted = False  # (set by interrupt_receive while this one waits)
         if self._eager_reads >= self._MAX_EAGER:
             self._eager_reads = 0
             await self._checkpoint()
             if self._interrupted:
-                self._interrupted = False
                 raise anyio.WouldBlock
         sock = self._sock
         wait = self._drained  # the last read emptied the socket's buffer
@@ -729,11 +728,9 @@ class _TrioStream(ByteStream):
                     await self._wait_readable(sock)
                 except (OSError, self._trio.ClosedResourceError) as exc:
                     if self._interrupted and not self._closed:
-                        self._interrupted = False
                         raise anyio.WouldBlock from None
                     raise self._error(exc) from exc
                 if self._interrupted:  # (readable before the interrupt: read later)
-                    self._interrupted = False
                     raise anyio.WouldBlock
             if self._closed:
                 raise anyio.ClosedResourceError

@@ -595,9 +595,7 @@ class Connection:
         self._poke.set()
         if self._resume is not None:
             self._resume.set()
-        if self._baton is not None:
-            self._lent = None
-            self._baton.set()
+        self._return_socket()
         while self._idle_runners:
             self._idle_runners.pop().assign(None)
         await self._close()
@@ -746,8 +744,13 @@ class Connection:
         left receive() with a message and did not read again by the next
         (``_LENT_AWAY`` apart, so within twice that; a message taken while
         the control task sleeps longer wakes it once to arm that timer)."""
-        if self._app_reader is None and self._baton is not None:
-            self._lent = None
+        if self._app_reader is None:
+            self._return_socket()
+
+    def _return_socket(self) -> None:
+        """The socket goes back to the read loop (waiting in _lend)."""
+        self._lent = None
+        if self._baton is not None:
             self._baton.set()
 
     def _took_message(self) -> None:
@@ -787,11 +790,8 @@ class Connection:
             event = stream._handoff
             stream._handoff = None
             return event  # (None: queued behind an earlier event)
-        # The read loop takes these bytes, and the socket, back.
-        self._given = data
-        self._lent = None
-        if self._baton is not None:
-            self._baton.set()
+        self._given = data  # the read loop takes these bytes, and the socket, back
+        self._return_socket()
         return None
 
     async def _wait_for_resume(self) -> None:
