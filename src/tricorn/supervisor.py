@@ -342,10 +342,19 @@ class Supervisor:
             if block is None:
                 log.warning("worker %d is not counted in the metrics: no room left", slot)
         ready_r, ready_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (covered by subprocess tests)
-            os.close(ready_r)
-            self._child(slot, block, config, ready_w)
+        # Signals wait until the child has its own handlers: one that came
+        # before (a SIGTERM from a SIGTTOU right after the SIGTTIN that
+        # started it) went to the supervisor's handler inherited by the
+        # fork, and the child never stopped. Signals sent to the
+        # supervisor meanwhile are delivered to it once unblocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child (covered by subprocess tests)
+                os.close(ready_r)
+                self._child(slot, block, config, ready_w)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         os.close(ready_w)
         worker = _Worker(slot, pid, ready_r, time.monotonic(), block=block)
         self._workers[pid] = worker
@@ -370,6 +379,7 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # (blocked by _start)
             assert self._sockets is not None
 
             def ready() -> None:

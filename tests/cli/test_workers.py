@@ -173,6 +173,22 @@ def test_sigttin_and_sigttou_change_the_worker_count(tmp_path: Path) -> None:
         assert child.terminate() == 0, child.stderr()
 
 
+def test_sigttou_right_after_sigttin_stops_the_new_worker(tmp_path: Path) -> None:
+    """The SIGTERM for a worker that has just been forked, before it set
+    its own signal handlers, still stops it (it went to the supervisor's
+    handler the fork left in the child, and the worker served on)."""
+    with pid_server(tmp_path, "-w", "1") as (child, port):
+        parent = child.proc.pid
+        wait_for(lambda: len(children(parent)) == 1)
+        for _ in range(5):
+            os.kill(parent, signal.SIGTTIN)
+            os.kill(parent, signal.SIGTTOU)
+            time.sleep(0.05)
+        wait_for(lambda: len(children(parent)) == 1)
+        assert get_pid(port) in children(parent)
+        assert child.terminate() == 0, child.stderr()
+
+
 def test_pid_file_names_the_supervisor_and_goes_away(tmp_path: Path) -> None:
     pid_path = tmp_path / "tricorn.pid"
     with pid_server(tmp_path, "-w", "2", "--pid", str(pid_path)) as (child, port):
