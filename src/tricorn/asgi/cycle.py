@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import anyio
 
@@ -20,11 +20,21 @@ from ..errors import AppProtocolError, ClientDisconnected
 from ..protocol.events import Headers
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["Cycle", "add_defaults"]
+__all__ = ["Cycle", "DefaultFields", "add_defaults"]
 
 log = logging.getLogger("tricorn.error")
 
 Policy = dict[str, Callable[[Any, BaseException | None], Awaitable[None]]]
+
+
+class DefaultFields(Protocol):
+    """The response fields every response gets unless the app set them
+    (``server``, ``date``; precomputed by the server)."""
+
+    names: frozenset[bytes]  # their names, for the app's headers to be checked against
+
+    def __call__(self) -> Headers:
+        """The fields, now (the date changes once a second)."""
 
 
 class Cycle:
@@ -35,8 +45,8 @@ class Cycle:
     :param scope: the call's scope.
     :param port: the stream's connection to the event core (a
         :class:`~tricorn.asgi.http.StreamPort`).
-    :param default_headers: returns headers to add to every response unless
-        the app set them (``server``, ``date``; precomputed by the server).
+    :param default_headers: the headers to add to every response unless
+        the app set them (see :class:`DefaultFields`).
     """
 
     __slots__ = (
@@ -56,7 +66,7 @@ class Cycle:
         app: ASGIApp,
         scope: Scope,
         port: Any,
-        default_headers: Callable[[], Headers],
+        default_headers: DefaultFields,
     ) -> None:
         self.app = app
         self.scope = scope

@@ -44,7 +44,7 @@ from ..protocol.events import (
     StreamClosed,
     Trailers,
 )
-from .cycle import Cycle, add_defaults
+from .cycle import Cycle, DefaultFields, add_defaults
 from .types import ASGIApp, Message, Scope
 
 __all__ = ["HTTPCycle", "State", "StreamPort", "app_headers"]
@@ -52,6 +52,7 @@ __all__ = ["HTTPCycle", "State", "StreamPort", "app_headers"]
 log = logging.getLogger("tricorn.error")
 
 _ERROR_BODY = b"Internal Server Error"
+_NO_NAMES: frozenset[bytes] = frozenset()
 _NOT_FOUND_BODY = b"Not Found"
 _ERROR_HEADERS: Headers = [
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -120,9 +121,16 @@ class HTTPCycle(Cycle):
         app: ASGIApp,
         scope: Scope,
         port: StreamPort,
-        default_headers: Callable[[], Headers],
+        default_headers: DefaultFields,
     ) -> None:
-        super().__init__(app, scope, port, default_headers)
+        # (Cycle.__init__'s stores, here: a call less per request)
+        self.app = app
+        self.scope = scope
+        self._port = port
+        self._default_headers = default_headers
+        self.status = 0  # for the access log
+        self.sent_bytes = 0
+        self.response_headers: Headers = []
         self.state = _WAIT_START
         self.disconnected = False
         self._body_done = False
@@ -199,50 +207,52 @@ class HTTPCycle(Cycle):
         status = message.get("status")
         if type(status) is not int or not 200 <= status <= 599:
             raise AppProtocolError(f"http.response.start status must be an int 200-599: {status!r}")
-        headers = app_headers(message.get("headers", ()))
-        add_defaults(headers, self._default_headers())
+        self.response_headers = app_headers(message.get("headers", ()), self._default_headers)
         self.status = status
-        self.response_headers = headers
         self._held = True
         self._trailers_expected = bool(message.get("trailers", False))
         self.state = _STARTED
 
     async def _on_body(self, message: Message) -> None:
         body = message.get("body", b"")
-        if not isinstance(body, bytes):
-            if not isinstance(body, bytearray | memoryview):
+        if type(body) is not bytes:
+            if isinstance(body, bytearray | memoryview):
+                body = bytes(body)
+            elif not isinstance(body, bytes):
                 raise AppProtocolError(f"http.response.body body must be bytes: {type(body)!r}")
-            body = bytes(body)
-        more = bool(message.get("more_body", False))
-        if more:
+        if message.get("more_body", False):
             state = _BODY
         elif self._trailers_expected:
             state = _TRAILERS
         else:
             state = _DONE
-        stream_id = self._port.stream_id
-        events: list[Event]
-        if self._held:  # the head, the body and the end in one event
-            events = [Response(stream_id, self.status, self.response_headers, body, state is _DONE)]
-        else:
-            events = [Data(stream_id, body)] if body else []
-            if state is _DONE:
-                events.append(EndData(stream_id))
-        if events:
-            # A head the protocol refuses (a header that would split the
-            # response) raises here with nothing on the wire: the held head
-            # stays, so the error policy can still answer 500. (_emit,
-            # inlined: a coroutine less per response.)
-            try:
-                await self._port.send(*events)
-            except ClientDisconnected:
-                self.disconnected = True
-                raise
+        port = self._port
+        # A head the protocol refuses (a header that would split the
+        # response) raises here with nothing on the wire: the held head
+        # stays, so the error policy can still answer 500. (_emit, inlined:
+        # a coroutine less per response.)
+        try:
+            if self._held:  # the head, the body and the end in one event
+                await port.send(
+                    Response(
+                        port.stream_id, self.status, self.response_headers, body, state is _DONE
+                    )
+                )
+            elif state is _DONE:
+                if body:
+                    await port.send(Data(port.stream_id, body), EndData(port.stream_id))
+                else:
+                    await port.send(EndData(port.stream_id))
+            elif body:
+                await port.send(Data(port.stream_id, body))
+        except ClientDisconnected:
+            self.disconnected = True
+            raise
         self._held = False
         self.sent_bytes += len(body)
         self.state = state
         if state is _DONE:
-            self._port.finish()
+            port.finish()
 
     async def _on_pathsend(self, message: Message) -> None:
         path = message.get("path")
@@ -367,15 +377,27 @@ def _bytes(value: object, field: str) -> bytes:
     raise AppProtocolError(f"{field} must contain bytes, got {type(value).__name__}")
 
 
-def app_headers(raw: Iterable[Any]) -> Headers:
+def app_headers(raw: Iterable[Any], defaults: DefaultFields | None = None) -> Headers:
     """Validate the app's headers: an iterable of two bytes each; names are
-    lower-cased (HTTP/2 and HTTP/3 require it)."""
+    lower-cased (HTTP/2 and HTTP/3 require it). Then the ``defaults`` whose
+    names the app did not use (checked as the names go by: most apps set
+    none of them)."""
     headers: Headers = []
+    names = defaults.names if defaults is not None else _NO_NAMES
+    named = False
     try:
         for name, value in raw:
             if type(name) is not bytes or type(value) is not bytes:
                 raise AppProtocolError(f"header names and values must be bytes: {(name, value)!r}")
-            headers.append((name.lower(), value))
+            name = name.lower()
+            if name in names:
+                named = True
+            headers.append((name, value))
     except (TypeError, ValueError):
         raise AppProtocolError(f"headers must be pairs of bytes: {raw!r}") from None
+    if defaults is not None:
+        if named:
+            add_defaults(headers, defaults())
+        else:
+            headers += defaults()
     return headers

@@ -46,7 +46,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode, then decode UTF-8 (invalid sequences become U+FFFD)."""
-    if b"%" not in raw_path:
+    if raw_path.find(b"%") < 0:
         return raw_path.decode("utf-8", "replace")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
@@ -104,27 +104,36 @@ class ScopeFactory:
             raw_path, _, query_string = target.partition(b"?")
         else:
             raw_path, query_string = split_target(target)
-        scope = dict(self._base)
-        scope["type"] = "http"
-        scope["http_version"] = request.http_version
-        scope["method"] = request.method.decode("ascii")
-        if request.scheme is not None:
-            scope["scheme"] = request.scheme
-        scope["path"] = (
-            decode_path(raw_path) if b"%" in raw_path else raw_path.decode("utf-8", "replace")
-        )
-        scope["raw_path"] = raw_path
-        scope["query_string"] = query_string
-        scope["headers"] = request.headers
-        # Push is offered on client request streams (HTTP/2: odd; HTTP/3:
-        # client-initiated bidirectional), not on pushed ones.
         version = request.http_version
         stream_id = request.stream_id
-        pushable = (version == "2" and stream_id % 2 == 1) or (
-            version == "3" and stream_id % 4 == 0
-        )
-        scope["extensions"] = dict(self._push_extensions if pushable else self._extensions)
-        scope["state"] = dict(self._state)
+        # (One dict display: a store per key costs as much again. ``find``,
+        # not ``in``: ``bytes in bytes`` first tries the needle as an int and
+        # builds a TypeError to drop -- 1% of a small request.)
+        scope = {
+            **self._base,
+            "type": "http",
+            "http_version": version,
+            "method": request.method.decode("ascii"),
+            "path": (
+                raw_path.decode("utf-8", "replace")
+                if raw_path.find(b"%") < 0
+                else decode_path(raw_path)
+            ),
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "headers": request.headers,
+            # Push is offered on client request streams (HTTP/2: odd;
+            # HTTP/3: client-initiated bidirectional), not on pushed ones.
+            "extensions": dict(
+                self._push_extensions
+                if (version == "2" and stream_id % 2 == 1)
+                or (version == "3" and stream_id % 4 == 0)
+                else self._extensions
+            ),
+            "state": dict(self._state),
+        }
+        if request.scheme is not None:
+            scope["scheme"] = request.scheme
         if self._proxies is not None:
             self._proxies.apply(scope)
         return scope

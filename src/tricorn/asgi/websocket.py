@@ -45,7 +45,7 @@ from ..protocol.events import (
     WebSocketClose,
     WebSocketMessage,
 )
-from .cycle import Cycle
+from .cycle import Cycle, DefaultFields
 from .http import StreamPort, app_headers
 from .types import ASGIApp, Message, Scope
 
@@ -88,7 +88,7 @@ class WebSocketCycle(Cycle):
         app: ASGIApp,
         scope: Scope,
         port: StreamPort,
-        default_headers: Callable[[], Headers],
+        default_headers: DefaultFields,
     ) -> None:
         super().__init__(app, scope, port, default_headers)
         self.state = _HANDSHAKE

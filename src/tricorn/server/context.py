@@ -74,12 +74,13 @@ class DefaultHeaders:
     ``alt-svc``), the date recomputed at most once a second (not formatted
     per request)."""
 
-    __slots__ = ("_date", "_headers", "_second", "_server")
+    __slots__ = ("_date", "_headers", "_second", "_server", "names")
 
     def __init__(self, *, server: bool, date: bool, extra: Headers | None = None) -> None:
         self._server: Headers = [(b"server", SERVER_HEADER)] if server else []
         self._server += extra or []
         self._date = date
+        self.names = frozenset([name for name, _ in self._server] + ([b"date"] if date else []))
         self._second = -1
         self._headers: Headers = list(self._server)
 

@@ -24,6 +24,8 @@ from tricorn.protocol.events import (
     Trailers,
 )
 
+from .fields import FixedFields
+
 pytestmark = pytest.mark.anyio
 
 
@@ -62,7 +64,7 @@ class RecordingPort:
 
 def cycle_for(app: Any, port: RecordingPort) -> HTTPCycle:
     scope = {"type": "http", "method": "GET", "path": "/"}
-    return HTTPCycle(app, scope, port, lambda: [(b"server", b"tricorn")])
+    return HTTPCycle(app, scope, port, FixedFields((b"server", b"tricorn")))
 
 
 def start(status: int = 200, **extra: Any) -> dict[str, Any]:

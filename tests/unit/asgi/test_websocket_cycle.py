@@ -26,6 +26,8 @@ from tricorn.protocol.events import (
     WebSocketMessage,
 )
 
+from .fields import FixedFields
+
 pytestmark = pytest.mark.anyio
 
 SERVER = (b"server", b"tricorn")
@@ -69,7 +71,7 @@ class FakePort:
 
 def cycle_for(app: Any, port: FakePort, http_version: str = "1.1") -> WebSocketCycle:
     scope = {"type": "websocket", "path": "/ws", "http_version": http_version}
-    return WebSocketCycle(app, scope, port, lambda: list(DEFAULTS))
+    return WebSocketCycle(app, scope, port, FixedFields(*DEFAULTS))
 
 
 async def never_called(scope: Any, receive: Any, send: Any) -> None:

@@ -45,6 +45,7 @@ from tricorn.protocol.events import (
 )
 from tricorn.workers import load_app
 
+from .fields import FixedFields
 from .test_http_cycle import RecordingPort
 
 pytestmark = pytest.mark.anyio
@@ -793,7 +794,7 @@ class ConnectedPort(RecordingPort):
 
 async def run_cycle(app: Any, port: RecordingPort) -> None:
     scope = http_scope()
-    await HTTPCycle(wrap_app(app, Config()), scope, port, list).run()
+    await HTTPCycle(wrap_app(app, Config()), scope, port, FixedFields()).run()
 
 
 async def test_exception_before_start_response_is_a_500_logged_once(
