@@ -234,6 +234,43 @@ def render_overview(
     return "\n".join(lines)
 
 
+COMPILED_PREFIX = "tricorn-compiled-"  # run.py --compiled: the build setup.py compiles
+
+
+def render_compiled(
+    summary: Mapping[str, Any], scenarios: Sequence[str], servers: Sequence[str]
+) -> str | None:
+    """The compiled build against the pure one, per worker and scenario (and
+    its trio worker against its asyncio one, its uvloop worker against
+    Uvicorn); ``None`` when the run has no compiled servers."""
+    kinds = [
+        server[len(COMPILED_PREFIX) :] for server in servers if server.startswith(COMPILED_PREFIX)
+    ]
+    if not kinds:
+        return None
+    columns: list[tuple[str, str, str]] = [
+        (f"{kind}: compiled / pure", COMPILED_PREFIX + kind, f"tricorn-{kind}") for kind in kinds
+    ]
+    if "trio" in kinds and "asyncio" in kinds:
+        columns.append(
+            (
+                "compiled trio / compiled asyncio",
+                COMPILED_PREFIX + "trio",
+                COMPILED_PREFIX + "asyncio",
+            )
+        )
+    if "uvloop" in kinds and "uvicorn" in servers:
+        columns.append(("compiled uvloop / uvicorn", COMPILED_PREFIX + "uvloop", "uvicorn"))
+    lines = [
+        "| scenario | " + " | ".join(title for title, _, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for scenario in scenarios:
+        cells = [_ratio_text(ratio(summary, scenario, server, base)) for _, server, base in columns]
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_scenario_table(summary: Mapping[str, Any], scenario: str, servers: Sequence[str]) -> str:
     """One scenario: each server's median, ratios, every run's figure, p99 and CPU."""
     metric = "req_s"
@@ -389,6 +426,25 @@ def render_markdown(
             "did; `n/a`: the server does not support the scenario."
         ),
         "",
+    ]
+    compiled = render_compiled(summary, scenarios, servers)
+    if compiled is not None:
+        parts += [
+            "## The compiled build",
+            "",
+            (
+                f"The `{COMPILED_PREFIX}*` rows are the same workers from the build that "
+                "`TRICORN_COMPILE=1 pip install ...` makes: mypyc compiles the sans-IO modules on "
+                "the HTTP/1.1 request path (the list is in setup.py) to C extensions, from the "
+                "same source; "
+                "without it the package is pure Python (the `tricorn-*` rows). Ratios of the "
+                "same run:"
+            ),
+            "",
+            compiled,
+            "",
+        ]
+    parts += [
         "## Per scenario",
         "",
     ]

@@ -33,6 +33,7 @@ TEMPLATE = (
     "tricorn -c {{hypercorn_config}} -w 0 -k {kind} --bind {{host}}:{{port}} "
     "{{tls}} {{quic}} {{app}}"
 )
+COMPILED_PREFIX = "tricorn-compiled-"  # --compiled: the build setup.py compiles
 PEERS = ("hypercorn-asyncio", "hypercorn-trio", "uvicorn", "granian")
 DEFAULT_SERVERS = (*PEERS, *(f"tricorn-{kind}" for kind in WORKERS))
 RUN_INFO = "run.json"
@@ -54,13 +55,24 @@ def _load_report() -> ModuleType:
 
 
 def bench_argv(args: argparse.Namespace, bench_py: Path, out: Path) -> list[str]:
-    """The harness's command line: the peers plus a server per tricorn worker."""
+    """The harness's command line: the peers plus a server per tricorn worker
+    (and per worker of the compiled build, with ``--compiled``)."""
     argv = [args.python, str(bench_py), "--out", str(out), "--repeat", str(args.repeat)]
-    argv += ["--venv", str(Path(args.python).parent.parent), "--servers", args.servers]
+    servers = args.servers
+    if args.compiled is not None and COMPILED_PREFIX not in servers:
+        servers += "," + ",".join(COMPILED_PREFIX + kind for kind in WORKERS)
+    argv += ["--venv", str(Path(args.python).parent.parent), "--servers", servers]
     for kind in WORKERS:
         name = f"tricorn-{kind}"
         argv += ["--server", f"{name}={TEMPLATE.format(kind=kind)}"]
         argv += ["--server-caps", f"{name}={TRICORN_CAPS}"]
+        if args.compiled is not None:
+            # The same interpreter and venv, importing tricorn from the
+            # compiled tree first (and the harness's apps, as it does).
+            path = f"{args.compiled.resolve()}:{args.bench_dir.resolve().parent}"
+            command = f"env PYTHONPATH={path} {{python}} -m " + TEMPLATE.format(kind=kind)
+            argv += ["--server", f"{COMPILED_PREFIX}{kind}={command}"]
+            argv += ["--server-caps", f"{COMPILED_PREFIX}{kind}={TRICORN_CAPS}"]
     if args.scenarios:
         argv += ["--scenarios", args.scenarios]
     return argv
@@ -133,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--python",
         default=sys.executable,
         help="interpreter of the venv with the peers and tricorn (default: this one)",
+    )
+    ap.add_argument(
+        "--compiled",
+        type=Path,
+        metavar="SRC",
+        help="also measure the compiled build: the src/ directory of a checkout where"
+        " TRICORN_COMPILE=1 pip install -e . built it (servers tricorn-compiled-WORKER)",
     )
     ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/<time>)")
     ap.add_argument(

@@ -47,6 +47,19 @@ def _version() -> str:
         return "unknown"
 
 
+def _compiled() -> bool:
+    """Whether this is the compiled build (setup.py: TRICORN_COMPILE=1):
+    the HTTP/1.1 adapter is a C extension beside its source (looked for,
+    not imported: --version loads nothing it does not need)."""
+    import importlib.machinery
+    from pathlib import Path
+
+    protocol = Path(__file__).parent / "protocol"
+    return any(
+        (protocol / f"http1{suffix}").is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
 class _VersionAction(argparse.Action):
     """``--version``, reading the version only when asked for it."""
 
@@ -55,7 +68,8 @@ class _VersionAction(argparse.Action):
         self.help = "show program's version number and exit"
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        sys.stdout.write(f"tricorn {_version()}\n")
+        build = " (compiled)" if _compiled() else ""
+        sys.stdout.write(f"tricorn {_version()}{build}\n")
         parser.exit()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import tricorn.protocol.http1
 from tricorn.cli import build_parser, cli_settings, config_from_args, main
 from tricorn.config import FIELDS, Config
 
@@ -156,6 +157,9 @@ def test_version(tmp_path: Path):
     result = run_tricorn("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("tricorn ")
+    # The compiled build says so (setup.py: its modules are C extensions).
+    compiled = not tricorn.protocol.http1.__file__.endswith(".py")
+    assert result.stdout.rstrip().endswith(" (compiled)") == compiled
 
 
 # --- in process: flags to settings ---------------------------------------------------------

@@ -6,29 +6,15 @@ figures are made up. No server, no load tool.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from .benchmark_modules import load
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _load("tricorn_bench_report", BENCHMARKS / "report.py")
-memory = _load("tricorn_bench_memory", BENCHMARKS / "memory.py")
+report = load("report")
+memory = load("memory")
 NONE = "\N{EN DASH}"
 MIB = 1024
 

@@ -7,28 +7,13 @@ matplotlib, no load tools.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPORT_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
+from .benchmark_modules import load
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tricorn_bench_report", REPORT_PY)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _load()
+report = load("report")
 NONE = "\N{EN DASH}"
 
 
@@ -173,3 +158,24 @@ def test_markdown_states_method_and_command():
     single = report.render_markdown(SUMMARY, META | {"repeat": 1}, info)
     assert "with one repetition" in single
     assert "a single repetition" in single
+
+
+def test_compiled_section_compares_each_build_of_a_run():
+    summary = {
+        **SUMMARY,
+        "h1-hello|tricorn-compiled-asyncio": cell([6000.0]),
+        "h1-hello|tricorn-compiled-trio": cell([4500.0]),
+        "stream-h2c|tricorn-compiled-asyncio": cell([300.6], metric="mib_s"),
+        "stream-h2c|tricorn-compiled-trio": cell([], runs=1, metric="mib_s"),
+    }
+    servers = report.servers_of(summary)
+    body = rows(report.render_compiled(summary, ["h1-hello", "stream-h2c"], servers))
+    # compiled / pure asyncio, compiled / pure trio, compiled trio / compiled asyncio
+    # (no uvloop worker: no column against Uvicorn)
+    assert body["h1-hello"] == ["1.46x", "1.50x", "0.75x"]
+    assert body["stream-h2c"] == ["1.20x", NONE, NONE]
+    assert report.render_compiled(SUMMARY, ["h1-hello"], report.servers_of(SUMMARY)) is None
+    info = report.RunInfo(command="python benchmarks/run.py", date="today", chart=None)
+    page = report.render_markdown(summary, {**META, "servers": {}}, info)
+    assert "## The compiled build" in page
+    assert "## The compiled build" not in report.render_markdown(SUMMARY, META, info)

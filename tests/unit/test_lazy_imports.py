@@ -153,9 +153,10 @@ def test_http_date_is_what_email_would_give(seconds: float):
 
 
 def test_version_is_read_only_when_asked(capsys: pytest.CaptureFixture[str]):
-    from tricorn.cli import _version, build_parser
+    from tricorn.cli import _compiled, _version, build_parser
 
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["--version"])
     assert exited.value.code == 0
-    assert capsys.readouterr().out == f"tricorn {_version()}\n"
+    build = " (compiled)" if _compiled() else ""
+    assert capsys.readouterr().out == f"tricorn {_version()}{build}\n"
