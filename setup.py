@@ -1,8 +1,8 @@
 """Optional compiled build: with ``TRICORN_COMPILE=1`` in the environment,
-mypyc compiles the modules every request passes through to C extensions
-(the same source, type-checked; the pure Python modules stay beside them
-and are what runs without the compiled build). Everything else about the
-package is in pyproject.toml. See docs/performance.md."""
+mypyc compiles the sans-IO HTTP/1.1 modules (below) to C extensions: the
+same source, type-checked; the pure Python modules stay beside them and are
+what runs without the compiled build. Everything else about the package is
+in pyproject.toml. See README.md, "The compiled build"."""
 
 from __future__ import annotations
 

@@ -291,7 +291,7 @@ class FastReader:
                     token.strip() for token in value.lower().split(b",")
                 )
             elif kind is _TE:
-                head.trailers = b"trailers" in value.lower()
+                head.trailers = value.lower().find(b"trailers") >= 0  # (see _on_request)
             elif kind is _CONNECTION:
                 head.connection += b"," + value.lower()
             else:  # _UPGRADE

@@ -476,7 +476,9 @@ class H1Adapter:
                 raise _Reject(400, "invalid Host header")
             expect_trailers = event.trailers
             connection = event.connection
-            if connection and b"close" in connection:
+            # (find, not in: ``bytes in bytes`` first tries the needle as an
+            # int and makes a TypeError it drops, 1% of a small request)
+            if connection and connection.find(b"close") >= 0:
                 keep_alive = False
             upgrade = event.upgrade
             framed = event.framed
@@ -496,10 +498,10 @@ class H1Adapter:
                 elif name == b"content-length" or name == b"transfer-encoding":
                     framing += 1
                 elif name == b"te":
-                    expect_trailers = b"trailers" in value.lower()
+                    expect_trailers = value.lower().find(b"trailers") >= 0
                 elif name == b"connection":
                     connection += b"," + value.lower()
-                    if b"close" in connection:
+                    if connection.find(b"close") >= 0:
                         keep_alive = False
                 elif name == b"upgrade":
                     upgrade = value if upgrade is None else upgrade + b"," + value
@@ -1059,7 +1061,7 @@ def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int 
                 length = int(value)
             elif name == b"transfer-encoding":
                 continue  # the framing is ours to choose
-            elif b"close" in value.lower():
+            elif value.lower().find(b"close") >= 0:
                 close = True
             parts += (name, b": ", value, b"\r\n")
             continue
