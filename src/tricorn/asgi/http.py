@@ -123,14 +123,7 @@ class HTTPCycle(Cycle):
         port: StreamPort,
         default_headers: DefaultFields,
     ) -> None:
-        # (Cycle.__init__'s stores, here: a call less per request)
-        self.app = app
-        self.scope = scope
-        self._port = port
-        self._default_headers = default_headers
-        self.status = 0  # for the access log
-        self.sent_bytes = 0
-        self.response_headers: Headers = []
+        super().__init__(app, scope, port, default_headers)
         self.state = _WAIT_START
         self.disconnected = False
         self._body_done = False
