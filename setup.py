@@ -1,5 +1,5 @@
 """Optional compiled build: with ``TRICORN_COMPILE=1`` in the environment,
-mypyc compiles the sans-IO HTTP/1.1 modules (below) to C extensions: the
+mypyc compiles the request path's modules (below) to C extensions: the
 same source, type-checked; the pure Python modules stay beside them and are
 what runs without the compiled build. Everything else about the package is
 in pyproject.toml. See README.md, "The compiled build"."""
@@ -11,16 +11,27 @@ import sys
 
 from setuptools import setup
 
-# The sans-IO request path: the HTTP/1.1 adapter, its fast request reader,
-# and the ASGI scope built from each request (compiled together: calls
-# between them are C calls). Synchronous code only: mypyc's coroutines do
-# not keep Python's exception state exactly (an exception handled in one
-# coroutine was seen raised again in a later event loop), and the event
-# core's cancellation and shutdown paths depend on it.
+# The request path: the sans-IO HTTP/1.1 adapter and its fast request
+# reader, the ASGI scope, the HTTP and WebSocket cycles, and the event core
+# (streams, connections, QUIC connections; compiled together: calls between
+# them are C calls). One rule for the coroutines among them: none awaits
+# while it handles an exception (in an ``except`` or ``finally`` body, or an
+# ``async with``). mypyc's coroutines do not keep a handled exception to
+# themselves across a suspension: it stays the thread's handled exception
+# while other tasks run (a later connection raised an earlier one's
+# cancellation). What must await there (a connection's task group and its
+# close) is in server/lifecycle.py, which stays Python;
+# tests/unit/test_compiled_build.py checks every module listed here.
 COMPILED = [
     "src/tricorn/protocol/_h1_fast.py",
     "src/tricorn/protocol/http1.py",
     "src/tricorn/asgi/scope.py",
+    "src/tricorn/asgi/cycle.py",
+    "src/tricorn/asgi/http.py",
+    "src/tricorn/asgi/websocket.py",
+    "src/tricorn/server/streams.py",
+    "src/tricorn/server/connection.py",
+    "src/tricorn/server/quic.py",
 ]
 
 ext_modules = []

@@ -434,9 +434,9 @@ def render_markdown(
             "",
             (
                 f"The `{COMPILED_PREFIX}*` rows are the same workers from the build that "
-                "`TRICORN_COMPILE=1 pip install ...` makes: mypyc compiles the sans-IO modules on "
-                "the HTTP/1.1 request path (the list is in setup.py) to C extensions, from the "
-                "same source; "
+                "`TRICORN_COMPILE=1 pip install ...` makes: mypyc compiles the request path "
+                "(the HTTP/1.1 adapter, the ASGI cycles and the event core; the list is in "
+                "setup.py) to C extensions, from the same source; "
                 "without it the package is pure Python (the `tricorn-*` rows). Ratios of the "
                 "same run:"
             ),

@@ -33,7 +33,7 @@ from tricorn.asgi.types import ASGIReceive, ASGISend, Message, Scope
 from tricorn.server.connection import Connection
 
 from ..cli.test_cli_serve import free_port, tricorn
-from ..conftest import TLSFiles, running_server
+from ..conftest import TLSFiles, pure_core_only, running_server
 from .client import address
 from .test_h2_clients import h2_client, worker_class, write_toml
 from .wsclient import Closed, HandshakeRefused, WSClient, h2_ws_connect, ws_connect
@@ -273,6 +273,7 @@ async def test_echo_text_and_binary(transport: Transport, deflate: bool) -> None
     assert app.disconnects == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
 
 
+@pure_core_only  # (a spy on the class)
 @pytest.mark.parametrize("tls", [False, True], ids=["h1", "h1-tls"])
 async def test_messages_reach_a_waiting_app_without_a_round_trip(
     tls: bool, tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch

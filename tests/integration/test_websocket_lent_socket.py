@@ -24,7 +24,7 @@ from tricorn.asgi.types import ASGIReceive, ASGISend, Message, Scope
 from tricorn.server.connection import Connection
 from tricorn.server.streams import Stream
 
-from ..conftest import TLSFiles, running_server
+from ..conftest import TLSFiles, pure_core_only, running_server
 from .test_websocket_limits import GOING_AWAY, TEXT, answer_pings, frame, stoppable_server
 from .wsclient import Closed, WSClient, ws_connect
 
@@ -117,6 +117,7 @@ async def wait_for_pong(ws: WSClient, payload: bytes, timeout: float) -> float:
     return time.monotonic() - start
 
 
+@pure_core_only  # (a spy on the class)
 @pytest.mark.parametrize("tls", [False, True], ids=["h1", "h1-tls"])
 async def test_the_app_reads_the_socket_itself_on_trio_only(
     anyio_backend_name: str, tls: bool, tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch
@@ -282,6 +283,7 @@ async def test_messages_that_arrive_together_keep_their_order() -> None:
             assert await ws.wait_closed() == Closed(1000)
 
 
+@pure_core_only  # (a spy on the class)
 async def test_a_flood_while_the_app_is_away_stays_bounded_and_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

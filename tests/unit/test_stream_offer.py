@@ -13,7 +13,9 @@ from tricorn import _backend
 from tricorn.protocol.events import Event, WebSocketMessage
 from tricorn.server.streams import Stream
 
-pytestmark = pytest.mark.anyio
+from ..conftest import pure_core_only
+
+pytestmark = [pytest.mark.anyio, pure_core_only]  # (a FakeConnection)
 
 SID = 1
 

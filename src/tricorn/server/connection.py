@@ -82,6 +82,7 @@ from ..protocol.events import (
     Writable,
 )
 from ..protocol.http1 import H1Adapter
+from .lifecycle import serve_connection
 from .streams import Stream
 
 if TYPE_CHECKING:
@@ -215,35 +216,20 @@ class Connection:
 
     async def run(self) -> None:
         """Serve the connection until it closes; always closes the transport."""
-        self.ctx.add(self)
-        if self.ctx.shutting_down:
-            self.begin_shutdown()
-        if not self._multiplexed and self._set_receiver is not None:
-            self._set_receiver(self._receive_request)  # requests skip the read loop
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                tg.start_soon(self._control_loop)
-                await self._read_loop()
-                await self._terminate()
-                if self._streams:
-                    # The apps were told (http.disconnect; send() raises).
-                    # One that ignores it is cancelled after graceful_timeout.
-                    self._streams_done = anyio.Event()
-                    with anyio.move_on_after(self.ctx.config.graceful_timeout):
-                        await self._streams_done.wait()
-                    tg.cancel_scope.cancel()
-        finally:
-            self._closed = True
-            self.ctx.discard(self)
-            try:
-                await self._close()
-            finally:
-                if self._set_receiver is not None:
-                    # The transport holds the receiver, a method of this
-                    # connection: a reference cycle, collected only by a
-                    # full collection (RSS grew by MiBs over 100k requests).
-                    self._set_receiver(None)
+        await serve_connection(self)
+
+    async def _serve(self) -> None:
+        """The connection's life inside its task group (see lifecycle.py)."""
+        await self._read_loop()
+        await self._terminate()
+        if self._streams:
+            # The apps were told (http.disconnect; send() raises).
+            # One that ignores it is cancelled after graceful_timeout.
+            self._streams_done = anyio.Event()
+            with anyio.move_on_after(self.ctx.config.graceful_timeout):
+                await self._streams_done.wait()
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
 
     def new_scope(self) -> anyio.CancelScope:
         """A cancel scope: the running backend's class, called directly
@@ -375,7 +361,8 @@ class Connection:
         """Send a file as body data of ``stream_id``: in the kernel
         (``sendfile``) on cleartext connections whose adapter can frame it,
         else in bounded chunks read in a worker thread."""
-        async with await anyio.open_file(path, "rb") as file:
+        file = await anyio.open_file(path, "rb")
+        try:
             io = self.ctx.io
             if io is not None and self.info.tls is None:
                 size = os.fstat(file.wrapped.fileno()).st_size
@@ -387,6 +374,11 @@ class Connection:
                 await self.send_events((Data(stream.stream_id, chunk),), stream)
                 sent += len(chunk)
             return sent
+        finally:
+            # Closed here, not in a worker thread (``async with``): closing
+            # a file opened for reading does not block, and nothing awaits
+            # in a ``finally`` of this module (see lifecycle.py).
+            file.wrapped.close()
 
     async def _send_file_zero_copy(
         self, io: BackendIO, file: IO[bytes], size: int, framing: tuple[bytes, bytes]

@@ -118,16 +118,18 @@ class QuicEndpoint:
             try:
                 data, addr = receive(_MAX_DATAGRAM)
             except BlockingIOError:
-                try:
-                    await anyio.wait_readable(sock)
-                except (anyio.ClosedResourceError, OSError):
-                    return
-                continue
+                pass  # (waited for below: no await while handling an exception)
             except OSError as exc:
                 if self._closed or exc.errno == errno.EBADF:
                     return
                 continue  # e.g. ECONNREFUSED from an ICMP error: per datagram
-            self._datagram(data, addr, clock(), connections)
+            else:
+                self._datagram(data, addr, clock(), connections)
+                continue
+            try:
+                await anyio.wait_readable(sock)
+            except (anyio.ClosedResourceError, OSError):
+                return
 
     def _datagram(self, data: bytes, addr: Any, now: float, connections: TaskGroup) -> None:
         decision = self.dispatcher.receive(data, addr, now)

@@ -1,0 +1,124 @@
+"""The compiled build's rule for coroutines (setup.py).
+
+A coroutine compiled by mypyc that suspends while it handles an exception
+(an ``await`` in an ``except`` or ``finally`` body, or the exit of an
+``async with``, awaited with the exception that ends its block) leaves that
+exception as the thread's handled exception while other tasks run: a later
+connection raised an earlier one's cancellation. No module the build
+compiles may do it; the parts of the event core that must (a connection's
+task group and close) live in ``server/lifecycle.py``, which stays Python.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compiled_modules() -> list[Path]:
+    """The modules setup.py's ``COMPILED`` names."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "COMPILED" for target in node.targets
+        ):
+            return [ROOT / path for path in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py has no COMPILED list")
+
+
+class _Finder(ast.NodeVisitor):
+    """Collects the suspensions that happen while an exception is handled."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, str]] = []
+        self._handling = 0  # inside except/finally bodies of the current function
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        outer, self._handling = self._handling, 0  # a nested function runs later
+        self.generic_visit(node)
+        self._handling = outer
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def _try(self, node: ast.Try) -> None:  # (and ast.TryStar, 3.11+: the same fields)
+        for statement in (*node.body, *node.orelse):
+            self.visit(statement)
+        self._handling += 1
+        for handler in node.handlers:
+            self.visit(handler)
+        for statement in node.finalbody:
+            self.visit(statement)
+        self._handling -= 1
+
+    visit_Try = visit_TryStar = _try
+
+    def visit_Await(self, node: ast.Await) -> None:
+        if self._handling:
+            self.found.append((node.lineno, "await in an except or finally body"))
+        self.generic_visit(node)
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
+        self.found.append((node.lineno, "async with"))
+        self.generic_visit(node)
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
+        self.found.append((node.lineno, "async for"))  # (awaits after StopAsyncIteration)
+        self.generic_visit(node)
+
+
+def suspensions_while_handling(source: str) -> list[tuple[int, str]]:
+    finder = _Finder()
+    finder.visit(ast.parse(source))
+    return finder.found
+
+
+def test_setup_compiles_the_event_core_but_not_the_lifecycle():
+    names = {path.relative_to(ROOT / "src" / "tricorn").as_posix() for path in compiled_modules()}
+    assert {"server/connection.py", "asgi/http.py", "protocol/http1.py"} <= names
+    assert "server/lifecycle.py" not in names
+    assert all(path.is_file() for path in compiled_modules())
+
+
+@pytest.mark.parametrize(
+    "path", compiled_modules(), ids=lambda path: path.relative_to(ROOT / "src").as_posix()
+)
+def test_no_compiled_module_awaits_while_handling_an_exception(path: Path):
+    found = suspensions_while_handling(path.read_text(encoding="utf-8"))
+    assert found == [], f"{path.name}: {found}"
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        ("async def f():\n    try:\n        pass\n    except E:\n        await g()\n", 5),
+        ("async def f():\n    try:\n        pass\n    finally:\n        await g()\n", 5),
+        ("async def f():\n    async with g():\n        pass\n", 2),
+        ("async def f():\n    async for x in g():\n        pass\n", 2),
+        (
+            (
+                "async def f():\n    try:\n        pass\n    except E:\n"
+                "        if x:\n            y = [await g() for _ in z]\n"
+            ),
+            6,
+        ),
+    ],
+)
+def test_the_check_finds_each_kind_of_suspension(source: str, line: int):
+    assert [found[0] for found in suspensions_while_handling(source)] == [line]
+
+
+def test_the_check_allows_awaits_outside_handlers_and_in_functions_defined_there():
+    source = (
+        "async def f():\n"
+        "    try:\n        await g()\n    except E as exc:\n        raised = exc\n"
+        "    else:\n        await h()\n"
+        "    await policy(raised)\n"
+        "    try:\n        pass\n    finally:\n"
+        "        async def later():\n            await g()\n"
+        "    with scope():\n        await g()\n"
+    )
+    assert suspensions_while_handling(source) == []
