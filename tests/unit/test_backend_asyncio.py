@@ -291,6 +291,24 @@ async def test_reads_past_the_shared_buffer_arrive_whole_and_in_order() -> None:
         assert bytes(got2) == payload[::-1]
 
 
+async def test_a_read_size_receive_takes_a_chunk_whole() -> None:
+    """The transport reads up to 256 KiB at once; a receive for the
+    stream's ``read_size`` (what the connection's read loop asks for) hands
+    over a chunk of up to 128 KiB as it was read, not split in two copies."""
+    payload = bytes(range(256)) * 400  # 100 KiB: more than one 64 KiB receive
+    async with wrapped_pair() as (server, client):
+        assert server.read_size == 128 * 1024
+        with anyio.fail_after(5):
+            await client.send(payload)
+            while server._buffered < len(payload):
+                await anyio.sleep(0.01)
+            chunks = list(server._chunks)
+            assert max(map(len, chunks)) > 65536  # (the kernel had it all at once)
+            got = [await server.receive(server.read_size) for _ in chunks]
+        assert all(mine is theirs for mine, theirs in zip(got, chunks, strict=True))  # no copies
+        assert b"".join(got) == payload
+
+
 # ------------------------------------------------------------------ gathered sends
 
 

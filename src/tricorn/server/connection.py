@@ -192,6 +192,9 @@ class Connection:
         self._tg: TaskGroup | None = None
         # The transport sends buffers gathered (writev) and the adapter can
         # give them (HTTP/2 over cleartext TCP): see _take.
+        # What the read loop asks the transport for: its own size if it
+        # has one (asyncio's: chunks it has read whole, see _backend).
+        self._read_size: int = getattr(transport, "read_size", READ_SIZE)
         self._gathers = hasattr(transport, "send_parts") and (
             adapter is None or hasattr(adapter, "data_parts")
         )
@@ -630,7 +633,7 @@ class Connection:
             else:
                 self._reading = True
                 try:
-                    data = await transport.receive(READ_SIZE)
+                    data = await transport.receive(self._read_size)
                 except _BROKEN:
                     if self._is_closed():
                         return
