@@ -665,7 +665,7 @@ class StatsdClient:
 
     def __init__(self, address: str, prefix: str = "", tags: str = "") -> None:
         host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"{address!r} is not host:port")
         self.target = (host.strip("[]") or "127.0.0.1", int(port))
         self.prefix = prefix + "." if prefix and not prefix.endswith(".") else prefix

@@ -629,3 +629,32 @@ async def test_backend_clock_is_anyios_clock() -> None:
     now = clock()
     after = anyio.current_time()
     assert before <= now <= after
+
+
+async def test_an_internal_error_ends_that_connection_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault of the server's own outside the app's call (here the access
+    logger raising after a response) closes that connection and is logged
+    once with its traceback; the server serves on. (An error that escaped
+    a connection used to end the whole worker.)"""
+    from tricorn.logging import AccessLogger
+
+    def broken(self: AccessLogger, *args: Any) -> None:
+        raise RuntimeError("the access logger broke")
+
+    monkeypatch.setattr(AccessLogger, "log", broken)
+    monkeypatch.setattr(AccessLogger, "enabled", True)  # (serve() alone configures no log)
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR, logger="tricorn.error"):
+        async with running_server(hello) as url:
+            async with await RawClient.connect(url) as client:
+                await client.send(get())
+                assert (await client.response()).body == HELLO
+                assert await client.is_closed()
+            async with await RawClient.connect(url) as client:  # the server serves on
+                await client.send(get())
+                assert (await client.response()).body == HELLO
+    faults = [r for r in caplog.records if "internal error on the connection" in r.getMessage()]
+    assert len(faults) == 2
+    assert all(r.exc_info is not None for r in faults)
+    assert "the access logger broke" in caplog.text

@@ -755,7 +755,9 @@ def test_statsd_client_lines_prefix_and_tags() -> None:
     ]
 
 
-@pytest.mark.parametrize("address", ["localhost", "localhost:x", "host:0", ":99999"])
+@pytest.mark.parametrize(
+    "address", ["localhost", "localhost:x", "host:0", ":99999", "host:8\u00b9"]
+)
 def test_statsd_client_needs_host_and_port(address: str) -> None:
     from tricorn.logging import StatsdClient
 

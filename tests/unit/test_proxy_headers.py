@@ -133,6 +133,18 @@ header_names = st.sampled_from(
 )
 
 
+@pytest.mark.parametrize("port", [b"\xb9", b"8\xb2", b"\xb3"])
+def test_a_port_of_other_digits_is_no_port(port: bytes) -> None:
+    """``str.isdigit`` is true of superscript digits, which ``int`` refuses:
+    such a port is ignored, not a crash (found by the property test below)."""
+    s = scope((b"x-forwarded-for", b"1.2.3.4:" + port))
+    TrustedProxies(["*"]).apply(s)
+    assert s["client"] == ("1.2.3.4", 0)
+    s = scope((b"x-forwarded-for", b"[2001:db8::1]:" + port))
+    TrustedProxies(["*"]).apply(s)
+    assert s["client"] == ("2001:db8::1", 0)
+
+
 @given(st.lists(st.tuples(header_names, st.binary(max_size=80)), max_size=6))
 def test_any_header_values_are_safe(headers: list[tuple[bytes, bytes]]) -> None:
     s = scope(*headers)

@@ -386,7 +386,7 @@ def _status_code(status: object) -> int:
     if (
         not isinstance(status, str)
         or len(status) < 3
-        or not status[:3].isdigit()
+        or not (status[:3].isascii() and status[:3].isdigit())
         or status[3:4] not in ("", " ")
     ):
         raise AppProtocolError(f"WSGI status must look like '200 OK': {status!r}")
@@ -526,7 +526,7 @@ def build_environ(
         environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
     else:  # a UNIX socket: what the client asked for
         host, _, port = environ.get("HTTP_HOST", "localhost").rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             host, port = environ.get("HTTP_HOST", "localhost"), ""
         environ["SERVER_NAME"] = host
         environ["SERVER_PORT"] = port or ("443" if scheme == "https" else "80")

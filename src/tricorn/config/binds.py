@@ -77,7 +77,7 @@ def _parse_unix(text: str, key: str) -> BindAddress:
 
 def _parse_fd(text: str, key: str) -> BindAddress:
     number = text[len("fd://") :]
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise ConfigError(key, text, ALLOWED, "fd:// needs a file descriptor number")
     return BindAddress(kind="fd", text=text, fd=int(number))
 
@@ -105,6 +105,6 @@ def _check_ipv6(host: str, text: str, key: str) -> None:
 
 
 def _port(port: str, text: str, key: str) -> int:
-    if not port.isdigit() or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(key, text, ALLOWED, "the port must be a number from 0 to 65535")
     return int(port)

@@ -221,7 +221,9 @@ def _host_port(node: str | None) -> tuple[str | None, int | None]:
         host, _, port = node.partition(":")
     else:
         host, port = node, ""
-    return host, int(port) if port.isdigit() and int(port) <= 65535 else None
+    # (isascii: str.isdigit is also true of superscripts, which int() refuses)
+    digits = port.isascii() and port.isdigit()
+    return host, int(port) if digits and int(port) <= 65535 else None
 
 
 def _parse_forwarded(value: str) -> list[dict[str, str | None]]:

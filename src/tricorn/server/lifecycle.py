@@ -14,6 +14,7 @@ runs as Python.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = ["serve_connection"]
 
+log = logging.getLogger("tricorn.error")
+
 
 async def serve_connection(conn: Connection) -> None:
-    """Serve ``conn`` until it closes; always close its transport."""
+    """Serve ``conn`` until it closes; always close its transport. An
+    error of the server's own (not cancellation) is logged, with its
+    traceback, and closes this connection only."""
     conn.ctx.add(conn)
     if conn.ctx.shutting_down:
         conn.begin_shutdown()
@@ -36,6 +41,10 @@ async def serve_connection(conn: Connection) -> None:
             conn._tg = tg
             tg.start_soon(conn._control_loop)
             await conn._serve()
+    except Exception:
+        # A fault of ours (an app's errors end at its cycle): it ends this
+        # connection, not the server and everyone else's connections.
+        log.exception("internal error on the connection from %s; closing it", conn.info.client)
     finally:
         conn._closed = True
         conn.ctx.discard(conn)

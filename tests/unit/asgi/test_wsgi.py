@@ -508,6 +508,7 @@ async def test_start_response_twice_without_exc_info_is_an_error() -> None:
         ("200", [("a", "b")]),  # (accepted: no reason phrase)
         ("OK", []),
         ("20 OK", []),
+        ("2\u00b20 OK", []),  # (a superscript: isdigit, but not to int())
         ("200 OK", [("x-snowman", "\u2603")]),
         ("200 OK", [("only-a-name",)]),
         ("200 OK", [(b"bytes", b"not str")]),

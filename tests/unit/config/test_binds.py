@@ -45,6 +45,7 @@ def test_ipv6_is_known_from_the_host():
         ("127.0.0.1:65536", "port must be a number"),
         ("127.0.0.1:-1", "port must be a number"),
         ("127.0.0.1:", "port must be a number"),
+        ("127.0.0.1:\u00b9", "port must be a number"),  # (isdigit, but not to int())
         ("::1:8000", "brackets"),
         ("[::1:8000", "closing ']'"),
         ("[::1]8000", "closing ']'"),
@@ -54,6 +55,7 @@ def test_ipv6_is_known_from_the_host():
         ("fd://", "file descriptor number"),
         ("fd://three", "file descriptor number"),
         ("fd://-1", "file descriptor number"),
+        ("fd://\u00b3", "file descriptor number"),
     ],
 )
 def test_bad_binds_name_the_setting_and_say_why(text, hint):
