@@ -190,11 +190,11 @@ class Connection:
         self._app_reads = 0  # messages the app's receive() read itself
         self._reads_seen = 0  # ... as the control task last saw them
         self._tg: TaskGroup | None = None
-        # The transport sends buffers gathered (writev) and the adapter can
-        # give them (HTTP/2 over cleartext TCP): see _take.
         # What the read loop asks the transport for: its own size if it
         # has one (asyncio's: chunks it has read whole, see _backend).
         self._read_size: int = getattr(transport, "read_size", READ_SIZE)
+        # The transport sends buffers gathered (writev) and the adapter can
+        # give them (HTTP/2 over cleartext TCP): see _take.
         self._gathers = hasattr(transport, "send_parts") and (
             adapter is None or hasattr(adapter, "data_parts")
         )

@@ -10,6 +10,10 @@ thread's handled exception, and a later connection raised it), so no
 compiled module awaits inside ``except``, ``finally`` or ``async with``
 (tests/unit/test_compiled_build.py checks the rule). This module always
 runs as Python.
+
+It is also where a connection's failure stops: an error of the server's
+own that escapes the task group is logged and ends this connection, not
+the worker.
 """
 
 from __future__ import annotations
