@@ -11,8 +11,8 @@ import sys
 
 from setuptools import setup
 
-# The request path: the sans-IO HTTP/1.1 adapter and its fast request
-# reader, the ASGI scope, the HTTP and WebSocket cycles, and the event core
+# The request path: the event vocabulary, the sans-IO HTTP/1.1 adapter and
+# its fast request reader, the ASGI scope, the HTTP and WebSocket cycles, and the event core
 # (streams, connections, QUIC connections; compiled together: calls between
 # them are C calls). One rule for the coroutines among them: none awaits
 # while it handles an exception (in an ``except`` or ``finally`` body, or an
@@ -23,6 +23,7 @@ from setuptools import setup
 # close) is in server/lifecycle.py, which stays Python;
 # tests/unit/test_compiled_build.py checks every module listed here.
 COMPILED = [
+    "src/tricorn/protocol/events.py",
     "src/tricorn/protocol/_h1_fast.py",
     "src/tricorn/protocol/http1.py",
     "src/tricorn/asgi/scope.py",
