@@ -12,9 +12,10 @@ import sys
 from setuptools import setup
 
 # The request path: the event vocabulary, the sans-IO HTTP/1.1 adapter and
-# its fast request reader, the ASGI scope, the HTTP and WebSocket cycles, and the event core
-# (streams, connections, QUIC connections; compiled together: calls between
-# them are C calls). One rule for the coroutines among them: none awaits
+# its fast request reader, the ASGI scope, the HTTP and WebSocket cycles,
+# the event core (streams, connections, QUIC connections) and the lean
+# events and byte streams the backend hands it (compiled together: calls
+# between them are C calls). One rule for the coroutines among them: none awaits
 # while it handles an exception (in an ``except`` or ``finally`` body, or an
 # ``async with``). mypyc's coroutines do not keep a handled exception to
 # themselves across a suspension: it stays the thread's handled exception
@@ -33,6 +34,7 @@ COMPILED = [
     "src/tricorn/server/streams.py",
     "src/tricorn/server/connection.py",
     "src/tricorn/server/quic.py",
+    "src/tricorn/_lean.py",
 ]
 
 ext_modules = []

@@ -136,7 +136,12 @@ LAYERS: dict[str, Layer] = {
         frozenset({"anyio"}),
     ),
     "tricorn.cli": Layer(("tricorn.config", "tricorn.workers", "tricorn.errors")),
-    "tricorn._backend": Layer(("tricorn.errors",), frozenset({"anyio"}) | BACKEND_LIBRARIES),
+    "tricorn._backend": Layer(
+        ("tricorn.errors", "tricorn._lean"), frozenset({"anyio"}) | BACKEND_LIBRARIES
+    ),
+    # _backend's per-request events and streams, apart for the compiled
+    # build: they drive the loop modules _backend hands them, naming none.
+    "tricorn._lean": Layer((), frozenset({"anyio"})),
 }
 
 

@@ -12,11 +12,11 @@ import anyio
 import httpx
 import pytest
 
-from tricorn import _backend
+from tricorn import _backend, _lean
 from tricorn.asgi.types import ASGIApp, ASGIReceive, ASGISend, Scope
 from tricorn.protocol.http1 import H1Adapter
 
-from ..conftest import TLSFiles, running_server
+from ..conftest import TLSFiles, pure_core_only, running_server
 from .apps import HELLO, echo, hello, scope_json, sleeps_forever
 from .client import RawClient, address, get
 
@@ -215,6 +215,7 @@ def http1_tls(tls: bool, tls_files: TLSFiles) -> tuple[dict[str, Any], ssl.SSLCo
     return {"certfile": tls_files.certfile, "keyfile": tls_files.keyfile}, context
 
 
+@pure_core_only  # (a spy on the class)
 @pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
 async def test_the_receiver_is_dropped_when_the_connection_ends(
     anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch, tls: bool, tls_files: TLSFiles
@@ -223,13 +224,13 @@ async def test_the_receiver_is_dropped_when_the_connection_ends(
     method: a reference cycle); it is dropped when the connection ends, so
     the connection is freed at once, not at the next full collection."""
     calls: list[object] = []
-    set_receiver = _backend._AsyncioStream.set_receiver
+    set_receiver = _lean.AsyncioStream.set_receiver
 
     def spy(self: Any, receiver: Any) -> None:
         calls.append(receiver)
         set_receiver(self, receiver)
 
-    monkeypatch.setattr(_backend._AsyncioStream, "set_receiver", spy)
+    monkeypatch.setattr(_lean.AsyncioStream, "set_receiver", spy)
     settings, context = http1_tls(tls, tls_files)
     async with (
         running_server(hello, **settings) as url,

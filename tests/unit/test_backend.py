@@ -13,7 +13,7 @@ import anyio
 import pytest
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
-from tricorn import _backend
+from tricorn import _backend, _lean
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ async def pair() -> AsyncIterator[tuple[ByteStream, SocketStream]]:
 @pytest.mark.anyio
 async def test_trio_streams_are_wrapped() -> None:
     async with pair() as (server, _client):
-        assert type(server) is _backend._TrioStream
+        assert type(server) is _lean.TrioStream
         assert server.extra(SocketAttribute.family) == socket.AF_INET
 
 
@@ -182,7 +182,7 @@ async def test_eager_sends_let_other_tasks_run() -> None:
         tg.start_soon(other)
         await anyio.sleep(0)
         before = ran
-        for _ in range(4 * _backend._TrioStream._MAX_EAGER):
+        for _ in range(4 * _lean.MAX_EAGER):
             await server.send(b"x")
         assert ran > before
         tg.cancel_scope.cancel()

@@ -1,6 +1,6 @@
 """The asyncio side of ``tricorn._backend`` that the WebSocket path leans on:
 the lean events (``event_class``: on asyncio, uvloop and trio) and the
-stream's receiver hook (``_AsyncioStream.set_receiver``), on asyncio and
+stream's receiver hook (``AsyncioStream.set_receiver``), on asyncio and
 uvloop."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import anyio
 import pytest
 from anyio.abc import ByteStream
 
-from tricorn import _backend
+from tricorn import _backend, _lean
 
 pytestmark = pytest.mark.anyio
 
@@ -147,7 +147,7 @@ async def test_trio_event_parks_the_task_itself(anyio_backend_name: str) -> None
     make = _backend.event_class()
     assert make is not None
     assert make is _backend.event_class()
-    assert (type(make()).__name__ == "_TrioEvent") == (anyio_backend_name == "trio")
+    assert (type(make()).__name__ == "TrioEvent") == (anyio_backend_name == "trio")
 
 
 # ------------------------------------------------------------------ receiver
@@ -171,7 +171,7 @@ async def wrapped_pair() -> AsyncIterator[tuple[Any, ByteStream]]:
             client = await anyio.connect_tcp("127.0.0.1", port)
             await ready.wait()
             server = _backend.wrap(accepted[0])
-            assert type(server).__name__ == "_AsyncioStream"
+            assert type(server).__name__ == "AsyncioStream"
             try:
                 yield server, client
             finally:
@@ -347,7 +347,7 @@ async def test_send_parts_in_order_past_the_socket_buffer() -> None:
 
 def test_rest_of_parts() -> None:
     parts: list[bytes | memoryview] = [b"abc", memoryview(b"defg"), b"h"]
-    assert [_backend._rest(parts, n) for n in range(9)] == [
+    assert [_lean.rest_of(parts, n) for n in range(9)] == [
         b"abcdefgh",
         b"bcdefgh",
         b"cdefgh",
