@@ -86,7 +86,10 @@ _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?"
 )
 _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# A head's end: a line feed, an optional CR, a line feed (h11's rule). Its
+# literal first byte lets the search skip to each line feed; "\r?\n\r?\n"
+# tried a match at every byte of the head (20k instructions a 100-byte head).
+_HEAD_END = re.compile(rb"\n\r?\n")
 _CONTENT_LENGTH_LIST = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
 _FIRST_REQUEST_GRACE = 1.0  # s a fresh connection has for its request once shutdown began
 _NO_BODY_STATUS = frozenset({204, 304})
