@@ -179,14 +179,12 @@ def event_class() -> Callable[[], anyio.Event] | None:
     ``ParkingLot``. The core makes one per request and per message it
     hands an application, so these wait on a bare future (asyncio) or
     park the task itself (trio): see :mod:`tricorn._lean`."""
-    global _bound_event, _trio_bound
+    global _bound_event
     loop = _asyncio_loop()
     if loop is None:  # trio
-        if not _trio_bound:
-            import trio
+        import trio
 
-            bind_trio(trio)
-            _trio_bound = True
+        bind_trio(trio)  # (again per connection: five assignments)
         return TrioEvent  # type: ignore[return-value]
     if _bound_event is None or _bound_event.args[0] is not loop:
         _bound_event = functools.partial(AsyncioEvent, loop)
@@ -194,7 +192,6 @@ def event_class() -> Callable[[], anyio.Event] | None:
 
 
 _bound_event: functools.partial[AsyncioEvent] | None = None  # for the loop event_class() last saw
-_trio_bound = False
 
 
 _DATAGRAM_BATCH = 64  # datagrams read in a row before other work gets a turn
