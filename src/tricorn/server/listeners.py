@@ -97,6 +97,14 @@ class Listener:
         try:
             kind = UNIXSocketStream if unix else SocketStream
             stream: ByteStream = await kind.from_socket(client)
+        except Exception as exc:
+            # The peer reset the connection since accept(): anyio asks the
+            # socket for its peer (ENOTCONN) and refuses it. Raised on, it
+            # ended the worker (a health checker that connects and resets did).
+            log.debug("dropping a connection gone before it was adopted: %r", exc)
+            client.close()
+            self.ctx.started()
+            return
         except BaseException:
             client.close()
             self.ctx.started()
@@ -128,7 +136,12 @@ class Listener:
             self.ctx.started()
         # No await between started() and run() registering the connection:
         # the accept loop never sees a gap in the count.
-        info = connection_info(transport, self._tls_info)
+        try:
+            info = connection_info(transport, self._tls_info)
+        except OSError as exc:  # (getpeername: the peer reset it meanwhile)
+            log.debug("dropping a connection gone before it was served: %r", exc)
+            await anyio.aclose_forcefully(transport)
+            return
         if proxied is not None and proxied.client is not None:
             info = dataclasses.replace(info, client=proxied.client, server=proxied.server)
         await Connection(self.ctx, transport, info).run()
