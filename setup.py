@@ -22,7 +22,9 @@ from setuptools import setup
 # while other tasks run (a later connection raised an earlier one's
 # cancellation). What must await there (a connection's task group and its
 # close) is in server/lifecycle.py, which stays Python;
-# tests/unit/test_compiled_build.py checks every module listed here.
+# tests/unit/test_compiled_build.py checks every module listed here. And their
+# module constants are Final: compiled code looks any other module-level name
+# up in the module's dictionary at each use (the test checks that too).
 COMPILED = [
     "src/tricorn/protocol/events.py",
     "src/tricorn/protocol/_h1_fast.py",

@@ -1,4 +1,4 @@
-"""The compiled build's rule for coroutines (setup.py).
+"""The compiled build's rules (setup.py): for coroutines, and for module constants.
 
 A coroutine compiled by mypyc that suspends while it handles an exception
 (an ``await`` in an ``except`` or ``finally`` body, or the exit of an
@@ -7,6 +7,11 @@ exception as the thread's handled exception while other tasks run: a later
 connection raised an earlier one's cancellation. No module the build
 compiles may do it; the parts of the event core that must (a connection's
 task group and close) live in ``server/lifecycle.py``, which stays Python.
+
+A module-level name that is not ``Final`` is looked up in the module's
+dictionary at each use from compiled code (a ``Final`` one is a C static,
+or a literal for ints and strings): the constants of the compiled modules
+are ``Final``, which took 7k of 88k instructions off a small request.
 """
 
 from __future__ import annotations
@@ -122,3 +127,48 @@ def test_the_check_allows_awaits_outside_handlers_and_in_functions_defined_there
         "    with scope():\n        await g()\n"
     )
     assert suspensions_while_handling(source) == []
+
+
+# Names that may be bound without Final: type aliases, and names a function
+# rebinds (``global``).
+TYPE_ALIASES = frozenset({"Headers", "Event", "Policy"})
+
+
+def non_final_globals(source: str) -> list[str]:
+    """Module-level assignments that are neither Final, a type alias, nor
+    rebound by a ``global`` statement."""
+    tree = ast.parse(source)
+    rebound = {
+        name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
+    }
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [target.id for target in node.targets if isinstance(target, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if node.value is None or "Final" in ast.unparse(node.annotation):
+                continue
+            names = [node.target.id]
+        else:
+            continue
+        found += [
+            name
+            for name in names
+            if name not in TYPE_ALIASES and name not in rebound and not name.startswith("__")
+        ]
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", compiled_modules(), ids=lambda path: path.relative_to(ROOT / "src").as_posix()
+)
+def test_compiled_modules_bind_their_constants_final(path: Path):
+    assert non_final_globals(path.read_text(encoding="utf-8")) == [], path.name
+
+
+def test_the_final_check_finds_plain_and_annotated_constants():
+    source = (
+        "A = 1\nB: dict[int, int] = {}\nC: Final = 2\nD: Final[set[int]] = set()\n"
+        "Headers = list[int]\n__all__ = []\nE = None\ndef f():\n    global E\n    E = 1\n"
+    )
+    assert non_final_globals(source) == ["A", "B"]

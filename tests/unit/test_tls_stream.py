@@ -256,6 +256,22 @@ async def offering(
     return transport, client, stream, offered
 
 
+async def all_taken(stream: TLSByteStream, deliver: Callable[[], None]) -> None:
+    """``deliver`` while a ``stream.receive()`` waits, which must go on
+    waiting: the receiver takes everything in the callback."""
+
+    async def receive() -> None:
+        await stream.receive()
+        raise AssertionError("received")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receive)
+        await anyio.sleep(0.01)
+        deliver()
+        await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+
+
 async def test_records_taken_in_the_callback_never_reach_receive(
     ca: trustme.CA, server_context: ssl.SSLContext
 ) -> None:
@@ -263,20 +279,51 @@ async def test_records_taken_in_the_callback_never_reach_receive(
     client.tls.write(b"first")
     record = client.out()
 
-    async def receive() -> None:
-        await stream.receive()  # waits on: everything is taken
-        raise AssertionError("received")
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(receive)
-        await anyio.sleep(0.01)
+    def deliver() -> None:
         transport.deliver(record[:7])  # part of a record: held by TLS
         transport.deliver(record[7:])
         client.tls.write(b"second")
         transport.deliver(client.out())
-        await anyio.sleep(0.01)
-        tg.cancel_scope.cancel()
+
+    await all_taken(stream, deliver)
     assert taken == [b"first", b"second"]
+
+
+async def test_the_callback_reads_each_record_once_and_never_past_the_last(
+    ca: trustme.CA, server_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read past the last record would raise SSLWantReadError: on every
+    # request over TLS, a formatted error raised and caught for nothing.
+    transport, client, stream, taken = await offering(ca, server_context, take=True)
+    ssl_object = stream.extra(TLSAttribute.ssl_object)
+    reads: list[str] = []
+    read = ssl_object.read
+
+    def counting_read(size: int = 1024, buffer: None = None) -> bytes:
+        try:
+            data = read(size, buffer)
+        except ssl.SSLWantReadError:
+            reads.append("want-read")
+            raise
+        reads.append("data")
+        return data
+
+    monkeypatch.setattr(ssl_object, "read", counting_read)
+
+    def deliver() -> None:
+        client.tls.write(b"first")
+        transport.deliver(client.out())
+        client.tls.write(b"second")
+        client.tls.write(b"third")
+        transport.deliver(client.out())  # two records at once: both read
+        client.tls.write(b"fourth")
+        record = client.out()
+        transport.deliver(record[:9])  # part of a record: the one read that waits
+        transport.deliver(record[9:])
+
+    await all_taken(stream, deliver)
+    assert taken == [b"first", b"secondthird", b"fourth"]
+    assert reads == ["data", "data", "data", "want-read", "data"]
 
 
 async def test_records_declined_in_the_callback_go_to_receive_once(

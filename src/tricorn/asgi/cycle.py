@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import anyio
 
@@ -22,7 +22,7 @@ from .types import ASGIApp, ASGIReceive, ASGISend, Message, Scope
 
 __all__ = ["Cycle", "DefaultFields", "add_defaults"]
 
-log = logging.getLogger("tricorn.error")
+log: Final = logging.getLogger("tricorn.error")
 
 Policy = dict[str, Callable[[Any, BaseException | None], Awaitable[None]]]
 

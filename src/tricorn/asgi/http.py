@@ -27,7 +27,7 @@ import enum
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..errors import AppProtocolError, ClientDisconnected
 from ..protocol.events import (
@@ -49,12 +49,12 @@ from .types import ASGIApp, Message, Scope
 
 __all__ = ["HTTPCycle", "State", "StreamPort", "app_headers"]
 
-log = logging.getLogger("tricorn.error")
+log: Final = logging.getLogger("tricorn.error")
 
-_ERROR_BODY = b"Internal Server Error"
-_NO_NAMES: frozenset[bytes] = frozenset()
-_NOT_FOUND_BODY = b"Not Found"
-_ERROR_HEADERS: Headers = [
+_ERROR_BODY: Final = b"Internal Server Error"
+_NO_NAMES: Final[frozenset[bytes]] = frozenset()
+_NOT_FOUND_BODY: Final = b"Not Found"
+_ERROR_HEADERS: Final[Headers] = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(_ERROR_BODY)).encode()),
 ]
@@ -97,11 +97,11 @@ class State(enum.Enum):
 
 # The members as module constants: on Python 3.11 every State.X goes
 # through EnumType.__getattr__ (about 900 instructions; several a request).
-_WAIT_START = State.WAIT_START
-_STARTED = State.STARTED
-_BODY = State.BODY
-_TRAILERS = State.TRAILERS
-_DONE = State.DONE
+_WAIT_START: Final = State.WAIT_START
+_STARTED: Final = State.STARTED
+_BODY: Final = State.BODY
+_TRAILERS: Final = State.TRAILERS
+_DONE: Final = State.DONE
 
 
 class HTTPCycle(Cycle):
@@ -331,7 +331,7 @@ class HTTPCycle(Cycle):
         self._port.finish()
 
 
-_TRANSITIONS: dict[State, dict[str, Any]] = {
+_TRANSITIONS: Final[dict[State, dict[str, Any]]] = {
     State.WAIT_START: {
         "http.response.start": HTTPCycle._on_start,
         "http.response.early_hint": HTTPCycle._on_early_hint,
@@ -356,7 +356,7 @@ _TRANSITIONS: dict[State, dict[str, Any]] = {
 #   returned early    -> logged; 500 if nothing sent, else abort
 # ClientDisconnected escaping the app is the expected end of a cancelled
 # exchange and only logged at debug level (see HTTPCycle.run).
-_POLICY: dict[str, Callable[[HTTPCycle, BaseException | None], Any]] = {
+_POLICY: Final[dict[str, Callable[[HTTPCycle, BaseException | None], Any]]] = {
     "raised": HTTPCycle._fail,
     "returned a value": HTTPCycle._fail,
     "returned early": HTTPCycle._fail,

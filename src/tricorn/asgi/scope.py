@@ -7,7 +7,7 @@ server, scheme, extensions) are computed once per connection by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from ..middleware.proxy_headers import TrustedProxies
@@ -16,10 +16,10 @@ from .types import Scope
 
 __all__ = ["ASGI_VERSION", "ScopeFactory", "split_target"]
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 
 # Extensions every HTTP connection offers; "tls" is added on TLS connections.
-_HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
+_HTTP_EXTENSIONS: Final[dict[str, dict[str, Any]]] = {
     "http.response.trailers": {},
     "http.response.early_hint": {},
     "http.response.pathsend": {},

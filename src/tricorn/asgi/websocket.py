@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from ..errors import AppProtocolError, ClientDisconnected
 from ..protocol.events import (
@@ -51,12 +51,12 @@ from .types import ASGIApp, Message, Scope
 
 __all__ = ["WebSocketCycle"]
 
-log = logging.getLogger("tricorn.error")
+log: Final = logging.getLogger("tricorn.error")
 
-_ABNORMAL = 1006
-_INTERNAL_ERROR = 1011
-_ERROR_BODY = b"Internal Server Error"
-_NOT_FOUND = b"Not Found"
+_ABNORMAL: Final = 1006
+_INTERNAL_ERROR: Final = 1011
+_ERROR_BODY: Final = b"Internal Server Error"
+_NOT_FOUND: Final = b"Not Found"
 
 
 class State(enum.Enum):
@@ -72,10 +72,10 @@ class State(enum.Enum):
 
 # The members as module constants: on Python 3.11 every State.X goes
 # through EnumType.__getattr__ (about 900 instructions; several a request).
-_HANDSHAKE = State.HANDSHAKE
-_CONNECTED = State.CONNECTED
-_RESPONSE = State.RESPONSE
-_CLOSED = State.CLOSED
+_HANDSHAKE: Final = State.HANDSHAKE
+_CONNECTED: Final = State.CONNECTED
+_RESPONSE: Final = State.RESPONSE
+_CLOSED: Final = State.CLOSED
 
 
 class WebSocketCycle(Cycle):
@@ -313,7 +313,7 @@ class WebSocketCycle(Cycle):
         self._closed(code, "")
 
 
-_TRANSITIONS: dict[State, dict[str, Any]] = {
+_TRANSITIONS: Final[dict[State, dict[str, Any]]] = {
     State.HANDSHAKE: {
         "websocket.accept": WebSocketCycle._on_accept,
         "websocket.close": WebSocketCycle._on_close,
@@ -334,7 +334,7 @@ _TRANSITIONS: dict[State, dict[str, Any]] = {
 #   returned early    -> (before answering the handshake) logged; 500
 # Returning while connected is a normal end: Close 1000. ClientDisconnected
 # escaping the app is the expected end of a closed WebSocket (debug log).
-_POLICY: dict[str, Callable[[WebSocketCycle, BaseException | None], Any]] = {
+_POLICY: Final[dict[str, Callable[[WebSocketCycle, BaseException | None], Any]]] = {
     "raised": WebSocketCycle._fail,
     "returned a value": WebSocketCycle._fail,
     "returned early": WebSocketCycle._fail,

@@ -21,7 +21,7 @@ defences of the adapter and of h11 apply unchanged.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import h11
 
@@ -32,13 +32,13 @@ except ImportError:  # pragma: no cover - the extra [httptools] is absent
 
 __all__ = ["AVAILABLE", "FastReader", "Llhttp", "ParsedHead"]
 
-AVAILABLE = httptools is not None
+AVAILABLE: Final = httptools is not None
 
-_HEAD_END = re.compile(rb"\n\r?\n")  # h11's end of a head (bare LF allowed)
-_DIGITS = re.compile(rb"[0-9]+")
-_VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
-_OWS = b" \t"
-_END_OF_MESSAGE = h11.EndOfMessage()
+_HEAD_END: Final = re.compile(rb"\n\r?\n")  # h11's end of a head (bare LF allowed)
+_DIGITS: Final = re.compile(rb"[0-9]+")
+_VERSIONS: Final = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
+_OWS: Final = b" \t"
+_END_OF_MESSAGE: Final = h11.EndOfMessage()
 
 
 class ParsedHead:
@@ -87,14 +87,14 @@ class ParsedHead:
 
 
 # The fields the fast path looks at; every other field is only collected.
-_HOST = 1
-_CONTENT_LENGTH = 2
-_TRANSFER_ENCODING = 3
-_EXPECT = 4
-_TE = 5
-_CONNECTION = 6
-_UPGRADE = 7
-_SPECIAL = {
+_HOST: Final = 1
+_CONTENT_LENGTH: Final = 2
+_TRANSFER_ENCODING: Final = 3
+_EXPECT: Final = 4
+_TE: Final = 5
+_CONNECTION: Final = 6
+_UPGRADE: Final = 7
+_SPECIAL: Final = {
     b"host": _HOST,
     b"content-length": _CONTENT_LENGTH,
     b"transfer-encoding": _TRANSFER_ENCODING,
@@ -168,9 +168,9 @@ class Llhttp:
         self._parser = parser
 
 
-_HEAD = 0  # reading the head
-_BODY = 1  # reading a Content-Length body
-_DONE = 2  # the request has been read
+_HEAD: Final = 0  # reading the head
+_BODY: Final = 1  # reading a Content-Length body
+_DONE: Final = 2  # the request has been read
 
 
 class FastReader:

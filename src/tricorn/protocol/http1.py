@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import h11
 
@@ -78,28 +78,28 @@ if TYPE_CHECKING:
 __all__ = ["H1Adapter", "H1Settings"]
 
 
-_REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 # RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host is an IP-literal in
 # brackets, an IPv4 address or a reg-name (unreserved / pct-encoded / sub-delims).
-_HOST = re.compile(
+_HOST: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?"
 )
-_TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
+_TRANSFER_ENCODING: Final = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
 # A head's end: a line feed, an optional CR, a line feed (h11's rule). Its
 # literal first byte lets the search skip to each line feed; "\r?\n\r?\n"
 # tried a match at every byte of the head (20k instructions a 100-byte head).
-_HEAD_END = re.compile(rb"\n\r?\n")
-_CONTENT_LENGTH_LIST = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
-_FIRST_REQUEST_GRACE = 1.0  # s a fresh connection has for its request once shutdown began
-_NO_BODY_STATUS = frozenset({204, 304})
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
+_CONTENT_LENGTH_LIST: Final = re.compile(rb"^content-length:[^\n]*,", re.MULTILINE)
+_FIRST_REQUEST_GRACE: Final = 1.0  # s a fresh connection has for its request once shutdown began
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # GOAWAY(last stream 0, PROTOCOL_ERROR), for a broken HTTP/2 preface on a cleartext port.
-_GOAWAY_PROTOCOL_ERROR = bytes.fromhex("0000080700000000000000000000000001")
-_HTTP1_LINE = re.compile(rb" HTTP/1\.\d\r?$")  # a request line that claims HTTP/1.x
-_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")  # token68 of RFC 7540 §3.2.1
+_GOAWAY_PROTOCOL_ERROR: Final = bytes.fromhex("0000080700000000000000000000000001")
+_HTTP1_LINE: Final = re.compile(rb" HTTP/1\.\d\r?$")  # a request line that claims HTTP/1.x
+_BASE64URL: Final = re.compile(rb"[A-Za-z0-9_-]*={0,2}")  # token68 of RFC 7540 §3.2.1
 # Handshake fields the server writes itself; the application's are dropped.
-_WS_OWN_FIELDS = frozenset(
+_WS_OWN_FIELDS: Final = frozenset(
     (
         b"upgrade",
         b"connection",
@@ -110,7 +110,7 @@ _WS_OWN_FIELDS = frozenset(
         b"transfer-encoding",
     )
 )
-_HOP_BY_HOP = frozenset(
+_HOP_BY_HOP: Final = frozenset(
     (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"transfer-encoding", b"te")
 )
 
@@ -151,26 +151,27 @@ def _tokens(value: bytes) -> set[bytes]:
 
 
 # How the response body is framed on the wire (identity-compared sentinels).
-_NOT_STARTED = "no response head yet"
-_NO_BODY = "no body (HEAD, 204, 304)"
-_LENGTH = "content-length"
-_CHUNKED = "chunked"
-_UNTIL_CLOSE = "until the connection closes (HTTP/1.0)"
+_NOT_STARTED: Final = "no response head yet"
+_NO_BODY: Final = "no body (HEAD, 204, 304)"
+_LENGTH: Final = "content-length"
+_CHUNKED: Final = "chunked"
+_UNTIL_CLOSE: Final = "until the connection closes (HTTP/1.0)"
 
-_STATUS_LINES: dict[int, bytes] = {
+_STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
 }
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB: no CR/LF splitting
-_KNOWN_NAMES: set[bytes] = set()  # header names already validated (bounded)
-_KNOWN_NAMES_MAX = 1024
+_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+# CTLs but HTAB: no CR/LF splitting
+_FIELD_VALUE_BAD: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_KNOWN_NAMES: Final[set[bytes]] = set()  # header names already validated (bounded)
+_KNOWN_NAMES_MAX: Final = 1024
 # Header fields already validated, as their serialized lines: most
 # responses repeat the same few (server, date, content-type). Fields that
 # decide the framing are never kept here. Bounded: emptied when full (the
 # date changes every second; an app may send unique values).
-_FIELD_LINES: dict[tuple[bytes, bytes], bytes] = {}
-_FIELD_LINES_MAX = 512
-_FRAMING_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+_FIELD_LINES: Final[dict[tuple[bytes, bytes], bytes]] = {}
+_FIELD_LINES_MAX: Final = 512
+_FRAMING_NAMES: Final = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 import anyio
 import anyio.lowlevel
@@ -91,17 +91,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection"]
 
-log = logging.getLogger("tricorn.error")
+log: Final = logging.getLogger("tricorn.error")
 
-READ_SIZE = 65536
-_COALESCE_BELOW = 16384  # body chunks smaller than this wait one turn to share a write
-_WRITE_BEHIND = 65536  # bytes senders may queue behind a write in progress (HTTP/2)
-_GATHER_FROM = 32768  # output this large goes to the kernel as its buffers (_take)
-_CLOSE_TIMEOUT = 2.0  # seconds for the final flush (TLS closes without close_notify)
-_LINGER_LIMIT = 1024 * 1024  # input dropped while an HTTP/2 connection closes
-_LENT_AWAY = 1.0  # seconds an app may stay out of receive() before the read loop reads (_lend)
+READ_SIZE: Final = 65536
+_COALESCE_BELOW: Final = 16384  # body chunks smaller than this wait one turn to share a write
+_WRITE_BEHIND: Final = 65536  # bytes senders may queue behind a write in progress (HTTP/2)
+_GATHER_FROM: Final = 32768  # output this large goes to the kernel as its buffers (_take)
+_CLOSE_TIMEOUT: Final = 2.0  # seconds for the final flush (TLS closes without close_notify)
+_LINGER_LIMIT: Final = 1024 * 1024  # input dropped while an HTTP/2 connection closes
+# Seconds an app may stay out of receive() before the read loop reads (_lend).
+_LENT_AWAY: Final = 1.0
 # OSError: asyncio transports surface ECONNRESET and friends unconverted.
-_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+_BROKEN: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 class Connection:

@@ -43,7 +43,7 @@ import errno
 import logging
 import socket
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
@@ -58,11 +58,11 @@ from .streams import Stream
 
 __all__ = ["QuicConnection", "QuicEndpoint"]
 
-log = logging.getLogger("tricorn.error")
+log: Final = logging.getLogger("tricorn.error")
 
-_MAX_DATAGRAM = 65536
-_INBOX_LIMIT = 512  # datagrams queued for one connection before more are dropped
-_TLS_INFO: dict[str, Any] = {  # the ``tls`` extension for HTTP/3: always TLS 1.3
+_MAX_DATAGRAM: Final = 65536
+_INBOX_LIMIT: Final = 512  # datagrams queued for one connection before more are dropped
+_TLS_INFO: Final[dict[str, Any]] = {  # the ``tls`` extension for HTTP/3: always TLS 1.3
     "server_cert": None,
     "client_cert_chain": [],
     "client_cert_name": None,

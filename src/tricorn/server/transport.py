@@ -120,15 +120,21 @@ class TLSByteStream(ByteStream):
         receiver = self._receiver
         if receiver is None or self._broken or self._plain or self._fed or self._error:
             return False
-        self._incoming.write(data)
+        incoming = self._incoming
+        incoming.write(data)
         ssl_object = self._ssl
         plain = b""
         try:
+            # Read while a record (or its decrypted rest) is left: a read
+            # past the last one would only raise SSLWantReadError, whose
+            # formatted message and unwinding cost more than the record.
             while True:
                 chunk = ssl_object.read(65536)
                 if not chunk:
                     break
                 plain += chunk
+                if not (incoming.pending or ssl_object.pending()):
+                    break
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLError as exc:
