@@ -246,6 +246,7 @@ async def test_the_receiver_is_dropped_when_the_connection_ends(
         assert calls == []
 
 
+@pure_core_only  # (a spy on the class, which compiled code calls directly)
 @pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
 async def test_kept_alive_requests_take_the_short_route(
     both_http1_parsers: str,

@@ -85,6 +85,8 @@ _REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in 
 _HOST: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?"
 )
+_VALID_HOSTS: Final[set[bytes]] = set()  # Host values already matched (_valid_host)
+_VALID_HOSTS_MAX: Final = 256
 _TRANSFER_ENCODING: Final = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
 # A head's end: a line feed, an optional CR, a line feed (h11's rule). Its
 # literal first byte lets the search skip to each line feed; "\r?\n\r?\n"
@@ -165,13 +167,21 @@ _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE_BAD: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _KNOWN_NAMES: Final[set[bytes]] = set()  # header names already validated (bounded)
 _KNOWN_NAMES_MAX: Final = 1024
-# Header fields already validated, as their serialized lines: most
-# responses repeat the same few (server, date, content-type). Fields that
-# decide the framing are never kept here. Bounded: emptied when full (the
-# date changes every second; an app may send unique values).
-_FIELD_LINES: Final[dict[tuple[bytes, bytes], bytes]] = {}
-_FIELD_LINES_MAX: Final = 512
-_FRAMING_NAMES: Final = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# Header fields already validated, as their serialized lines by name, then
+# value: most responses repeat the same few (server, date, content-type).
+# (Keyed by the bytes, whose hashes are cached, not by the field's tuple,
+# hashed and compared anew at each lookup.) Fields that decide the framing
+# are never kept here. Bounded, at most _FIELD_NAMES_MAX * _FIELD_VALUES_MAX
+# lines: a name's values are forgotten when it has too many (the date
+# changes every second; an app may send unique values), all of them when
+# there are too many names.
+_FIELD_LINES: Final[dict[bytes, dict[bytes, bytes]]] = {}
+_FIELD_NAMES_MAX: Final = 64
+_FIELD_VALUES_MAX: Final = 8
+_FRAMING_NAMES: Final = frozenset((b"transfer-encoding", b"connection"))  # and content-length
+# Content-Length values already checked: their number and line (bounded).
+_LENGTHS: Final[dict[bytes, tuple[int, bytes]]] = {}
+_LENGTHS_MAX: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +486,7 @@ class H1Adapter:
             if self.settings.pass_raw_headers:
                 raw_headers = event.raw
             host = event.host
-            if host is not None and _HOST.fullmatch(host) is None:
+            if host is not None and not _valid_host(host):
                 raise _Reject(400, "invalid Host header")
             expect_trailers = event.trailers
             connection = event.connection
@@ -497,7 +507,7 @@ class H1Adapter:
                 raw_headers = list(event.headers.raw_items())
             for name, value in headers:
                 if name == b"host":
-                    if _HOST.fullmatch(value) is None:
+                    if not _valid_host(value):
                         raise _Reject(400, "invalid Host header")
                 elif name == b"content-length" or name == b"transfer-encoding":
                     framing += 1
@@ -1039,16 +1049,49 @@ def _serialize_head(status: int, headers: Headers) -> tuple[bytes, int | None, b
     return _serialize_fields(headers, [line])
 
 
+def _valid_host(host: bytes) -> bool:
+    """Whether ``host`` is a Host field value (RFC 9110 §7.2: uri-host
+    [":" port]); the values already matched are remembered (a set lookup
+    instead of a regular expression on most requests), a bounded few."""
+    if host in _VALID_HOSTS:
+        return True
+    if _HOST.fullmatch(host) is None:
+        return False
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(host)
+    return True
+
+
 def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int | None, bool]:
     length: int | None = None
     close = False
     lines = _FIELD_LINES
     for field in headers:
-        line = lines.get(field)
-        if line is not None:
+        name, value = field
+        known = lines.get(name)
+        if known is not None:
+            line = known.get(value)
+            if line is not None:
+                parts.append(line)
+                continue
+        if name == b"content-length":  # (framing: looked at every time, never in lines)
+            seen = _LENGTHS.get(value)
+            if seen is None:
+                if not value.isdigit():
+                    raise AppProtocolError(f"invalid content-length {value!r}")
+                seen = (int(value), b"content-length: %s\r\n" % value)
+                if len(_LENGTHS) >= _LENGTHS_MAX:
+                    _LENGTHS.clear()
+                _LENGTHS[value] = seen
+            number, line = seen
+            if length is not None:
+                if number != length:
+                    raise AppProtocolError(f"invalid content-length {value!r}")
+                continue  # a repeated identical value: send it once
+            length = number
             parts.append(line)
             continue
-        name, value = field
         if name not in _KNOWN_NAMES:
             if _TOKEN.fullmatch(name) is None:
                 raise AppProtocolError(f"invalid header name {name!r}")
@@ -1057,22 +1100,20 @@ def _serialize_fields(headers: Headers, parts: list[bytes]) -> tuple[bytes, int 
         if _FIELD_VALUE_BAD.search(value) is not None:
             raise AppProtocolError(f"invalid value for header {name!r}: {value!r}")
         if name in _FRAMING_NAMES:
-            if name == b"content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise AppProtocolError(f"invalid content-length {value!r}")
-                if length is not None:
-                    continue  # a repeated identical value: send it once
-                length = int(value)
-            elif name == b"transfer-encoding":
+            if name == b"transfer-encoding":
                 continue  # the framing is ours to choose
-            elif value.lower().find(b"close") >= 0:
+            if value.lower().find(b"close") >= 0:
                 close = True
             parts += (name, b": ", value, b"\r\n")
             continue
         line = b"%s: %s\r\n" % field
-        if len(lines) >= _FIELD_LINES_MAX:
-            lines.clear()
-        lines[field] = line
+        if known is None:
+            if len(lines) >= _FIELD_NAMES_MAX:
+                lines.clear()
+            lines[name] = known = {}
+        elif len(known) >= _FIELD_VALUES_MAX:
+            known.clear()
+        known[value] = line
         parts.append(line)
     return b"".join(parts), length, close
 

@@ -664,12 +664,15 @@ class Connection:
         anything else, which the loop reads (or handles as usual)."""
         if self._closed or self._shutdown or self._multiplexed or not self._idle_runners:
             return False
-        adapter = self.adapter  # (an H1Adapter: not multiplexed)
+        # Not multiplexed: an H1Adapter (typed so, compiled code calls its
+        # methods directly instead of looking them up by name).
+        adapter: H1Adapter = self.adapter  # type: ignore[assignment]
         now = self._clock()
-        events = adapter.receive_request(data, now)  # type: ignore[attr-defined]
+        events = adapter.receive_request(data, now)
         if events is None:
             return False
-        request = events[0]
+        request = events[0]  # a Request, then perhaps its EndBody
+        assert type(request) is Request
         self._open_stream(request)
         if len(events) > 1:
             self._streams[request.stream_id].feed(events[1])
@@ -686,8 +689,8 @@ class Connection:
         for anything else, which the loop reads (or handles as usual)."""
         if self._closed:
             return False
-        adapter = self.adapter  # (an H1Adapter: only HTTP/1.1 registers this)
-        events = adapter.receive_inline(data, self._clock(), take or stream.offer)  # type: ignore[attr-defined]
+        adapter: H1Adapter = self.adapter  # type: ignore[assignment]  # (only HTTP/1.1 registers this)
+        events = adapter.receive_inline(data, self._clock(), take or stream.offer)
         if events is None:
             return False
         for event in events:

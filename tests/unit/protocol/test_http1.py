@@ -623,25 +623,106 @@ def test_invalid_response_header_raises(headers: list[tuple[bytes, bytes]]) -> N
     assert b"evil" not in a.data_to_send()
 
 
+def remembered_lines() -> list[bytes]:
+    return [line for values in http1._FIELD_LINES.values() for line in values.values()]
+
+
 def test_validated_fields_are_remembered_within_a_bound() -> None:
     """Serialized fields are kept for the next responses (most repeat), at
-    most ``_FIELD_LINES_MAX`` of them; a value that would split the
-    response is never kept, and refused every time."""
+    most ``_FIELD_VALUES_MAX`` values of a name and ``_FIELD_NAMES_MAX``
+    names; a value that would split the response is never kept, and
+    refused every time."""
     http1._FIELD_LINES.clear()
-    for i in range(http1._FIELD_LINES_MAX + 10):
+    for i in range(http1._FIELD_NAMES_MAX + 10):
         a = adapter()
         a.receive_data(GET, NOW)
-        value = b"v%d" % i
-        response = parse_one(respond(a, headers=[(b"content-length", b"2"), (b"x-id", value)]))
+        name, value = b"x-name-%d" % (i % (http1._FIELD_NAMES_MAX + 5)), b"v%d" % i
+        headers = [(b"content-length", b"2"), (b"x-id", value), (name, b"same")]
+        response = parse_one(respond(a, headers=headers))
         assert response.header(b"x-id") == [value]
-        assert len(http1._FIELD_LINES) <= http1._FIELD_LINES_MAX
-    assert (b"content-length", b"2") not in http1._FIELD_LINES  # framing: never kept
+        assert response.header(name) == [b"same"]
+        assert len(http1._FIELD_LINES) <= http1._FIELD_NAMES_MAX
+        assert all(len(values) <= http1._FIELD_VALUES_MAX for values in http1._FIELD_LINES.values())
+        assert b"%s: same\r\n" % name in remembered_lines()  # (the latest is kept)
+    assert b"content-length" not in http1._FIELD_LINES  # framing: never kept
     for _ in range(2):
         a = adapter()
         a.receive_data(GET, NOW)
         with pytest.raises(AppProtocolError):
             a.send(Response(1, 200, [(b"x-bad", b"a\r\nset-cookie: evil=1")]))
-    assert not any(b"evil" in line for line in http1._FIELD_LINES.values())
+    assert not any(b"evil" in line for line in remembered_lines())
+
+
+@pytest.mark.parametrize("remembered", [False, True])
+def test_response_content_length_is_checked_each_time(remembered: bool) -> None:
+    """A Content-Length value read once is remembered (bounded) with its
+    number, and still checked against the others and the body."""
+    http1._LENGTHS.clear()
+    if remembered:
+        for value in (b"2", b"3", b"x1"):
+            a = adapter()
+            a.receive_data(GET, NOW)
+            if value.isdigit():
+                a.send(Response(1, 200, [(b"content-length", value)]))
+            else:
+                with pytest.raises(AppProtocolError):
+                    a.send(Response(1, 200, [(b"content-length", value)]))
+    a = adapter()
+    a.receive_data(GET, NOW)
+    response = parse_one(respond(a, headers=[(b"content-length", b"2"), (b"content-length", b"2")]))
+    assert response.header(b"content-length") == [b"2"]  # a repeated identical value: once
+    for headers in (
+        [(b"content-length", b"2"), (b"content-length", b"3")],
+        [(b"content-length", b"x1")],
+        [(b"content-length", b"1\r\nx-evil: 1")],
+    ):
+        a = adapter()
+        a.receive_data(GET, NOW)
+        with pytest.raises(AppProtocolError):
+            a.send(Response(1, 200, headers))
+    a = adapter()
+    a.receive_data(GET, NOW)
+    a.send(Response(1, 200, [(b"content-length", b"3")]))
+    with pytest.raises(AppProtocolError):
+        a.send(Data(1, b"four"))  # longer than the remembered 3
+    for i in range(http1._LENGTHS_MAX + 10):
+        a = adapter()
+        a.receive_data(GET, NOW)
+        body = b"x" * (i % 300)
+        assert parse_one(respond(a, body=body)).body == body
+        assert len(http1._LENGTHS) <= http1._LENGTHS_MAX
+
+
+def test_host_values_matched_once_are_remembered_within_a_bound() -> None:
+    """A Host value that matched is remembered (a bounded few); one that
+    did not is refused every time and never remembered."""
+    http1._VALID_HOSTS.clear()
+    for i in range(http1._VALID_HOSTS_MAX + 10):
+        host = b"h%d.example:80" % i
+        events = adapter().receive_data(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", NOW)
+        assert isinstance(events[0], Request)
+        assert host in http1._VALID_HOSTS
+        assert len(http1._VALID_HOSTS) <= http1._VALID_HOSTS_MAX
+    for _ in range(2):
+        a = adapter()
+        assert_error(a, a.receive_data(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", NOW), 400)
+    assert b"a b" not in http1._VALID_HOSTS
+
+
+def test_a_remembered_line_is_the_one_for_its_value() -> None:
+    """Two values of one name, and one value under two names, each get
+    their own line (a cache keyed wrongly would answer with another's)."""
+    http1._FIELD_LINES.clear()
+    for headers in (
+        [(b"x-a", b"1"), (b"x-b", b"1")],
+        [(b"x-a", b"2"), (b"x-b", b"1")],
+        [(b"x-b", b"2"), (b"x-a", b"1")],
+    ) * 2:
+        a = adapter()
+        a.receive_data(GET, NOW)
+        response = parse_one(respond(a, headers=[(b"content-length", b"2"), *headers]))
+        for name, value in headers:
+            assert response.header(name) == [value]
 
 
 def test_remembered_field_keeps_its_meaning() -> None:
