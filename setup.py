@@ -52,5 +52,14 @@ if os.environ.get("TRICORN_COMPILE", "") == "1":
         ext_modules = mypycify(
             ["--config-file", "build_backend/mypyc.ini", *COMPILED], opt_level="3"
         )
+        if sys.platform != "win32":
+            # The library's functions are called from its own code and, by
+            # the modules' shims, through a capsule: none needs to be a
+            # dynamic symbol. Hidden, calls between them are direct (no PLT)
+            # and may be inlined, and the symbol tables shrink (2,567
+            # dynamic symbols -> PyInit alone): 69.0k -> 67.6k instructions
+            # a small HTTP/1.1 request (callgrind, uvloop).
+            for ext in ext_modules:
+                ext.extra_compile_args.append("-fvisibility=hidden")
 
 setup(ext_modules=ext_modules)

@@ -83,12 +83,15 @@ PROTOCOLS: dict[str, Protocol] = {
 
 HYPERCORN_KINDS = ("asyncio", "uvloop", "trio")
 TRICORN_KINDS = ("asyncio", "uvloop", "trio")
-KNOWN_SERVERS = (
+COMPILED_PREFIX = "tricorn-compiled-"  # --compiled: the build setup.py compiles
+DEFAULT_SERVERS = (
     *(f"hypercorn-{kind}" for kind in HYPERCORN_KINDS),
     *(f"tricorn-{kind}" for kind in TRICORN_KINDS),
 )
-# Each tricorn worker is held against Hypercorn's worker of the same event loop.
-DEFAULT_SERVERS = KNOWN_SERVERS
+COMPILED_SERVERS = tuple(f"{COMPILED_PREFIX}{kind}" for kind in TRICORN_KINDS)
+KNOWN_SERVERS = (*DEFAULT_SERVERS, *COMPILED_SERVERS)
+# Each tricorn worker (either build) is held against Hypercorn's worker of the
+# same event loop.
 
 DEFAULT_CHECKPOINTS = (10_000, 100_000)
 DEFAULT_CONNECTIONS = 16
@@ -203,12 +206,21 @@ def server_argv(
     port: int,
     toml: str,
     installed: bool,
+    compiled_path: str | None = None,
 ) -> list[str]:
-    """The command line of ``server`` (``hypercorn-K`` or ``tricorn-K``) for ``protocol``."""
+    """The command line of ``server`` (``hypercorn-K``, ``tricorn-K`` or
+    ``tricorn-compiled-K``) for ``protocol``. The compiled build's runs
+    import tricorn from ``compiled_path`` (their ``PYTHONPATH``: the compiled
+    tree, then the harness's apps)."""
     family, _, kind = server.partition("-")
+    kind = kind.rpartition("-")[2]
     bindir = str(Path(python).parent)
     if family == "hypercorn":
         argv = [f"{bindir}/hypercorn"]
+    elif server.startswith(COMPILED_PREFIX):
+        if compiled_path is None:
+            raise ValueError(f"{server} needs the compiled build (--compiled)")
+        argv = ["env", f"PYTHONPATH={compiled_path}", python, "-m", "tricorn"]
     elif family == "tricorn":
         argv = [f"{bindir}/tricorn"] if installed else [python, "-m", "tricorn"]
     else:
@@ -443,6 +455,7 @@ class Settings:
     env: dict[str, str]
     toml: str
     installed: bool
+    compiled_path: str | None
     ports: tuple[int, int]
     connections: dict[str, int]
     streams: int
@@ -459,8 +472,9 @@ def measure(server: str, protocol: Protocol, s: Settings) -> dict[str, Any]:
     """One fresh server process: idle memory, then memory at each checkpoint."""
     port = free_port(*s.ports)
     argv = server_argv(
-        server, protocol, python=s.python, port=port, toml=s.toml, installed=s.installed
-    )
+        server, protocol, python=s.python, port=port, toml=s.toml, installed=s.installed,
+        compiled_path=s.compiled_path,
+    )  # fmt: skip
     record: dict[str, Any] = {
         "server": server,
         "protocol": protocol.name,
@@ -546,8 +560,9 @@ def prime(servers: Sequence[str], protocols: Sequence[Protocol], s: Settings) ->
         for protocol, clients in starts:
             port = free_port(*s.ports)
             argv = server_argv(
-                server, protocol, python=s.python, port=port, toml=s.toml, installed=s.installed
-            )
+                server, protocol, python=s.python, port=port, toml=s.toml,
+                installed=s.installed, compiled_path=s.compiled_path,
+            )  # fmt: skip
             log = s.out / "logs" / f"prime.{server}.{protocol.name}.log"
             proc = Server(argv, s.env, log, None)
             try:
@@ -605,6 +620,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure (or only re-render a finished run)."""
+    report = _load_report()
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -626,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run that venv's installed tricorn (default: this checkout's src/)",
     )
+    report.add_compiled_option(ap)
     ap.add_argument(
         "--checkpoints",
         default=",".join(map(str, DEFAULT_CHECKPOINTS)),
@@ -664,16 +681,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="render docs/ from a finished run's memory.json, without measuring",
     )
     args = ap.parse_args(argv)
-    report = _load_report()
     if args.report_only:
         render_docs(json.loads((args.report_only / "memory.json").read_text()))
         return 0
 
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.compiled is not None and not any(s.startswith(COMPILED_PREFIX) for s in servers):
+        servers += COMPILED_SERVERS
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     for name in servers:
         if name not in KNOWN_SERVERS:
             ap.error(f"--servers: unknown {name!r} (known: {', '.join(KNOWN_SERVERS)})")
+        if name.startswith(COMPILED_PREFIX) and args.compiled is None:
+            ap.error(f"--servers: {name} needs --compiled SRC (the compiled build's src/)")
+    compiled_path = None
+    if args.compiled is not None:
+        if not (args.compiled / "tricorn" / "__init__.py").is_file():
+            ap.error(f"--compiled: {args.compiled} holds no tricorn package (give its src/)")
+        compiled_path = f"{args.compiled.resolve()}{os.pathsep}{args.bench_dir.resolve().parent}"
     for name in protocols:
         if name not in PROTOCOLS:
             ap.error(f"--protocols: unknown {name!r} (known: {', '.join(PROTOCOLS)})")
@@ -708,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env=env,
         toml=str(toml),
         installed=args.installed,
+        compiled_path=compiled_path,
         ports=(low, high),
         connections=dict.fromkeys(PROTOCOLS, args.connections) | {"h3": args.h3_connections},
         streams=args.streams,
@@ -726,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "git_commit": report.git_commit(REPO),
         "tricorn_source": "installed" if args.installed else "checkout",
+        "compiled_source": str(args.compiled.resolve()) if args.compiled is not None else None,
         "cpu_model": report.cpu_model(),
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,

@@ -18,6 +18,7 @@ A summary maps ``"SCENARIO|SERVER"`` to a cell: ``runs`` and ``ok_runs``
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -539,12 +540,14 @@ def _reading(run: Mapping[str, Any], requests: int) -> float | None:
 def memory_reference(server: str, servers: Sequence[str]) -> str | None:
     """The Hypercorn run a tricorn server's idle RSS is held against.
 
-    ``tricorn-K`` is compared with ``hypercorn-K`` when that was measured,
-    else with :data:`BASELINE`; Hypercorn servers are the references.
+    ``tricorn-K`` and ``tricorn-compiled-K`` are compared with
+    ``hypercorn-K`` when that was measured, else with :data:`BASELINE`;
+    Hypercorn servers are the references.
     """
     family, _, kind = server.partition("-")
     if family != "tricorn":
         return None
+    kind = kind.rpartition("-")[2]
     same = f"hypercorn-{kind}"
     if same in servers:
         return same
@@ -719,6 +722,12 @@ def render_memory(result: Mapping[str, Any]) -> str:
             if result.get("tricorn_source") != "installed"
             else "the venv's installed package"
         )
+        + (
+            ", the `tricorn-compiled-*` rows from the compiled build (`TRICORN_COMPILE=1`, "
+            "mypyc) of the same commit"
+            if result.get("compiled_source")
+            else ""
+        )
         + ". Each server was started and sent a few requests once before measuring, so "
         "bytecode is cached and nothing is compiled during a measurement."
     )
@@ -851,3 +860,15 @@ def write_chart(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def add_compiled_option(ap: argparse.ArgumentParser) -> None:
+    """``--compiled SRC``: run.py and memory.py measure the compiled build's
+    workers too (servers ``tricorn-compiled-WORKER``)."""
+    ap.add_argument(
+        "--compiled",
+        type=Path,
+        metavar="SRC",
+        help="also measure the compiled build: the src/ directory of a checkout where"
+        " TRICORN_COMPILE=1 pip install -e . built it (servers tricorn-compiled-WORKER)",
+    )

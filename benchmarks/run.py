@@ -129,6 +129,7 @@ def render(run_dir: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (or only re-render a finished run)."""
+    report = _load_report()
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -146,13 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=sys.executable,
         help="interpreter of the venv with the peers and tricorn (default: this one)",
     )
-    ap.add_argument(
-        "--compiled",
-        type=Path,
-        metavar="SRC",
-        help="also measure the compiled build: the src/ directory of a checkout where"
-        " TRICORN_COMPILE=1 pip install -e . built it (servers tricorn-compiled-WORKER)",
-    )
+    report.add_compiled_option(ap)
     ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/<time>)")
     ap.add_argument(
         "--report-only",
@@ -172,7 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or REPO / "benchmarks" / "results" / now.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     given = sys.argv[1:] if argv is None else list(argv)
-    report = _load_report()
     info = {
         "command": shlex.join(["python", "benchmarks/run.py", *given]),
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),

@@ -130,6 +130,38 @@ def test_server_command_lines():
         memory.server_argv("uvicorn", h1, python="p", port=1, toml="t", installed=False)
 
 
+def test_compiled_build_command_lines():
+    h1 = memory.PROTOCOLS["h1"]
+    argv = memory.server_argv(
+        "tricorn-compiled-trio", h1, python="/v/bin/python", port=18003, toml="/t.toml",
+        installed=True, compiled_path="/c/src:/shared",
+    )  # fmt: skip
+    # The same interpreter, importing tricorn from the compiled tree first
+    # (installed or not: the compiled tree is what runs).
+    assert argv[:5] == ["env", "PYTHONPATH=/c/src:/shared", "/v/bin/python", "-m", "tricorn"]
+    assert argv[argv.index("-k") + 1] == "trio"
+    assert argv[-1] == "bench.apps:hello"
+    with pytest.raises(ValueError, match="needs the compiled build"):
+        memory.server_argv(
+            "tricorn-compiled-asyncio", h1, python="p", port=1, toml="t", installed=False
+        )
+
+
+def test_compiled_servers_need_the_compiled_tree(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "apps.py").write_text("")
+    args = ["--bench-dir", str(bench), "--out", str(tmp_path / "out"), "--no-docs"]
+    with pytest.raises(SystemExit) as exc:
+        memory.main([*args, "--servers", "tricorn-compiled-asyncio"])
+    assert exc.value.code == 2
+    assert "tricorn-compiled-asyncio needs --compiled SRC" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        memory.main([*args, "--compiled", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "holds no tricorn package" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("protocol", "expected"),
     [
@@ -206,6 +238,9 @@ def test_reference_is_the_same_worker_class_when_measured():
     assert report.memory_reference("tricorn-uvloop", servers) == "hypercorn-asyncio"
     assert report.memory_reference("hypercorn-trio", servers) is None
     assert report.memory_reference("tricorn-trio", ["tricorn-trio"]) is None
+    # The compiled build's workers: against the same event loop's Hypercorn.
+    assert report.memory_reference("tricorn-compiled-trio", servers) == "hypercorn-trio"
+    assert report.memory_reference("tricorn-compiled-uvloop", servers) == "hypercorn-asyncio"
 
 
 def test_verdicts():
@@ -269,6 +304,9 @@ def test_memory_section():
     assert "tricorn 0.1.0 (commit abc1234), hypercorn 0.18.0" in section
     assert "server on CPU 0, clients on CPU 1" in section
     assert "Hypercorn, the reference, is" not in section  # (loaded like tricorn)
+    assert "tricorn-compiled-*" not in section
+    compiled = report.render_memory(RESULT | {"compiled_source": "/c/src"})
+    assert "the `tricorn-compiled-*` rows from the compiled build" in compiled
     first = report.render_memory(RESULT | {"reference_load": "first"})
     assert "Hypercorn, the reference, is loaded to the first count only" in first
     idle = report.render_memory(RESULT | {"reference_load": "none"})

@@ -17,9 +17,16 @@ are ``Final``, which took 7k of 88k instructions off a small request.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tricorn.server import connection as _connection
+
+from ..conftest import COMPILED_CORE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,3 +179,26 @@ def test_the_final_check_finds_plain_and_annotated_constants():
         "Headers = list[int]\n__all__ = []\nE = None\ndef f():\n    global E\n    E = 1\n"
     )
     assert non_final_globals(source) == ["A", "B"]
+
+
+@pytest.mark.skipif(not COMPILED_CORE, reason="the compiled build's library (not built here)")
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs binutils' nm")
+def test_the_compiled_library_exports_its_init_function_alone():
+    # setup.py builds with -fvisibility=hidden: calls inside the library are
+    # direct, and the dynamic symbol table holds the module's init function
+    # (without the flag: one symbol for each of its ~2,500 functions).
+    # The compiled modules are shims over one library, which they import
+    # as a top-level module named <hash>__mypyc, beside the package (other
+    # packages built with mypyc have theirs).
+    top = Path(_connection.__file__ or "").parents[2]
+    group = [
+        m.__file__
+        for name, m in sys.modules.items()
+        if name.endswith("__mypyc") and Path(m.__file__ or "").parent == top
+    ]
+    assert len(group) == 1, group
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(group[0])], capture_output=True, text=True, check=True
+    ).stdout
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert [n for n in names if not n.startswith("PyInit_")] == [], names[:10]
