@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "scenarios_of",
     "servers_of",
     "splice_memory_section",
+    "steal_by_run",
+    "steal_sample",
     "write_chart",
 ]
 
@@ -272,8 +275,15 @@ def render_compiled(
     return "\n".join(lines)
 
 
-def render_scenario_table(summary: Mapping[str, Any], scenario: str, servers: Sequence[str]) -> str:
-    """One scenario: each server's median, ratios, every run's figure, p99 and CPU."""
+def render_scenario_table(
+    summary: Mapping[str, Any],
+    scenario: str,
+    servers: Sequence[str],
+    steal: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+) -> str:
+    """One scenario: each server's median, ratios, every run's figure, p99
+    and CPU, and with ``steal`` (:func:`steal_by_run`) the most of the
+    server core's time the hypervisor took in any of its runs."""
     metric = "req_s"
     for server in servers:
         cell = _cell(summary, scenario, server)
@@ -289,7 +299,12 @@ def render_scenario_table(summary: Mapping[str, Any], scenario: str, servers: Se
     if with_trio:
         head += f" vs {TRICORN_BASE} |"
         rule += "---:|"
-    lines = [head + " runs | p99 ms | server CPU | others' CPU |", rule + "---|---:|---:|---:|"]
+    head += " runs | p99 ms | server CPU | others' CPU |"
+    rule += "---|---:|---:|---:|"
+    if steal is not None:
+        head += " stolen |"
+        rule += "---:|"
+    lines = [head, rule]
     for server in servers:
         cell = _cell(summary, scenario, server) or {}
         text = cell_text(summary, scenario, server)
@@ -298,7 +313,7 @@ def render_scenario_table(summary: Mapping[str, Any], scenario: str, servers: Se
             mine = server.startswith("tricorn-") and server != TRICORN_BASE
             row.append(_ratio_text(ratio(summary, scenario, server, TRICORN_BASE)) if mine else "")
         if text in ("n/a", NONE):
-            row += ["", "", "", ""]
+            row += [""] * (4 if steal is None else 5)
         else:
             figures = [v for v in cell.get("values") or [] if isinstance(v, (int, float))]
             values = ", ".join(_number(float(v), metric) for v in figures)
@@ -307,6 +322,9 @@ def render_scenario_table(summary: Mapping[str, Any], scenario: str, servers: Se
             )
             row += [runs, _fixed(cell.get("lat_p99_ms")), _fixed(cell.get("server_cpu"))]
             row.append(_fixed(cell.get("other_cpu")))
+            if steal is not None:
+                stolen = (steal.get(scenario) or {}).get(server) or []
+                row.append(f"{max(stolen):.0%}" if stolen else NONE)
         lines.append("| " + " | ".join(row) + " |")
     for server in servers:
         for error in (_cell(summary, scenario, server) or {}).get("errors") or []:
@@ -391,8 +409,10 @@ def render_markdown(
     meta: Mapping[str, Any],
     info: RunInfo,
     memory: Mapping[str, Any] | None = None,
+    steal: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> str:
-    """The whole ``docs/performance.md`` for one run (and a memory run's section)."""
+    """The whole ``docs/performance.md`` for one run (and a memory run's
+    section; ``steal``: :func:`steal_by_run` of the run's samples)."""
     scenarios = scenarios_of(summary, meta)
     servers = servers_of(summary, meta)
     repeat = int(meta.get("repeat") or 1)
@@ -454,7 +474,7 @@ def render_markdown(
         parts += [
             f"### {scenario}" + (f": {what}" if what else ""),
             "",
-            render_scenario_table(summary, scenario, servers),
+            render_scenario_table(summary, scenario, servers, steal),
             "",
         ]
     parts += [
@@ -463,6 +483,14 @@ def render_markdown(
             "run's 99th-percentile latency; server CPU is the cores the server's process tree "
             "used during the measurement (near 1.00: the server was the limit); others' CPU is "
             "what the rest of the machine used meanwhile (high: a disturbed run)."
+            + (
+                " Stolen is the most, over the server's runs, of the server core's time that "
+                "the hypervisor gave to other machines (`steal` in /proc/stat), which no "
+                "process here shows: a few percent or more and that run's figure is low for a "
+                "reason outside it."
+                if steal is not None
+                else ""
+            )
         ),
         "",
     ]
@@ -872,3 +900,55 @@ def add_compiled_option(ap: argparse.ArgumentParser) -> None:
         help="also measure the compiled build: the src/ directory of a checkout where"
         " TRICORN_COMPILE=1 pip install -e . built it (servers tricorn-compiled-WORKER)",
     )
+
+
+def steal_sample(proc_stat: str, when: float) -> dict[str, Any]:
+    """One reading of /proc/stat's per-CPU lines: ``{"t": when, "cpus":
+    {"0": [stolen ticks, all ticks], ...}}`` (``steal`` is the eighth
+    field; guest time is counted in user time already)."""
+    cpus: dict[str, list[int]] = {}
+    for line in proc_stat.splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(x) for x in rest.split()[:8]]
+            if len(ticks) == 8:
+                cpus[name[3:]] = [ticks[7], sum(ticks)]
+    return {"t": when, "cpus": cpus}
+
+
+def steal_by_run(
+    records: Sequence[Mapping[str, Any]], samples: Sequence[Mapping[str, Any]], cpu: int = 0
+) -> dict[str, dict[str, list[float]]]:
+    """``scenario -> server -> [share of CPU cpu's time stolen during each run]``.
+
+    A run (a line of the harness's ``raw.jsonl``) spans its ``time`` (local
+    time, to the second) plus ``wall_s`` and one second; its share is taken
+    between the last sample at or before its start and the first at or
+    after its end (or the last sample, for the run the harness ended with,
+    if it is at least ``wall_s`` after the start). Runs the samples do not
+    cover are left out."""
+    points = sorted(
+        (float(s["t"]), s["cpus"][str(cpu)])
+        for s in samples
+        if isinstance(s.get("cpus"), Mapping) and str(cpu) in s["cpus"]
+    )
+    out: dict[str, dict[str, list[float]]] = {}
+    for record in records:
+        try:
+            start = time.mktime(time.strptime(str(record["time"]), "%Y-%m-%dT%H:%M:%S"))
+            soonest = start + float(record["wall_s"])  # (its true start is within the second)
+        except (KeyError, TypeError, ValueError):
+            continue
+        before = [p for p in points if p[0] <= start]
+        after = [p for p in points if p[0] >= soonest + 1.0] or [
+            p for p in points[-1:] if p[0] >= soonest
+        ]
+        if not before or not after:
+            continue
+        (_, (stolen0, all0)), (_, (stolen1, all1)) = before[-1], after[0]
+        if all1 > all0:
+            share = (stolen1 - stolen0) / (all1 - all0)
+            out.setdefault(str(record.get("scenario")), {}).setdefault(
+                str(record.get("server")), []
+            ).append(share)
+    return out

@@ -21,6 +21,8 @@ import json
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +41,8 @@ DEFAULT_SERVERS = (*PEERS, *(f"tricorn-{kind}" for kind in WORKERS))
 RUN_INFO = "run.json"
 CHART = "performance.png"
 MEMORY = "performance-memory.json"  # benchmarks/memory.py's last result, kept in docs/
+STEAL = "steal.jsonl"  # /proc/stat read during the run: the time the hypervisor took
+STEAL_EVERY = 0.5  # seconds between readings
 
 
 def _load_report() -> ModuleType:
@@ -86,6 +90,46 @@ def _probe(python: str, code: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+class StealRecorder:
+    """Reads /proc/stat every :data:`STEAL_EVERY` seconds into ``path`` while
+    the harness runs (a thread; nothing where there is no /proc/stat)."""
+
+    def __init__(self, path: Path, report: ModuleType) -> None:
+        self._path = path
+        self._report = report
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._record, daemon=True)
+
+    def __enter__(self) -> StealRecorder:
+        if Path("/proc/stat").is_file():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _record(self) -> None:
+        with self._path.open("a") as out:
+            while True:  # (one more reading once the run is over)
+                stat = Path("/proc/stat").read_text()
+                out.write(json.dumps(self._report.steal_sample(stat, time.time())) + "\n")
+                if self._done.is_set():
+                    return
+                self._done.wait(STEAL_EVERY)
+
+
+def _steal(report: ModuleType, run_dir: Path) -> dict[str, dict[str, list[float]]] | None:
+    """The share stolen from the server core in each run, if it was recorded."""
+    try:
+        samples = [json.loads(line) for line in (run_dir / STEAL).read_text().splitlines()]
+        records = [json.loads(line) for line in (run_dir / "raw.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return None
+    return report.steal_by_run(records, samples, cpu=0)  # type: ignore[no-any-return]
+
+
 def render(run_dir: Path) -> int:
     """Write docs/performance.md (and the chart, with matplotlib) from ``run_dir``."""
     report = _load_report()
@@ -122,7 +166,8 @@ def render(run_dir: Path) -> int:
         memory = json.loads((DOCS / MEMORY).read_text())
     except (OSError, ValueError):
         memory = None
-    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info, memory))
+    steal = _steal(report, run_dir)
+    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info, memory, steal))
     print(f"wrote docs/performance.md{' and docs/performance.png' if chart else ''} from {run_dir}")
     return 0
 
@@ -179,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / RUN_INFO).write_text(json.dumps(info, indent=1))
     command = bench_argv(args, bench_py, out)
     print("$ " + shlex.join(command), flush=True)
-    status = subprocess.run(command).returncode
+    with StealRecorder(out / STEAL, report):
+        status = subprocess.run(command).returncode
     if status != 0:
         print(f"bench.py exited with status {status}", file=sys.stderr)
         return status

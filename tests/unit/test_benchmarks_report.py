@@ -7,6 +7,7 @@ matplotlib, no load tools.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -179,3 +180,53 @@ def test_compiled_section_compares_each_build_of_a_run():
     page = report.render_markdown(summary, {**META, "servers": {}}, info)
     assert "## The compiled build" in page
     assert "## The compiled build" not in report.render_markdown(SUMMARY, META, info)
+
+
+PROC_STAT = """cpu  100 0 50 1000 0 0 0 30 0 0
+cpu0 60 0 20 500 0 0 0 20 0 0
+cpu1 40 0 30 500 0 0 0 10 0 0
+intr 12345
+"""
+
+
+def test_steal_sample_reads_each_cpu():
+    sample = report.steal_sample(PROC_STAT, 12.5)
+    assert sample == {"t": 12.5, "cpus": {"0": [20, 600], "1": [10, 580]}}
+
+
+def run_record(server: str, when: str, wall_s: float = 6.0) -> dict[str, Any]:
+    return {"server": server, "scenario": "h1-hello", "time": when, "wall_s": wall_s}
+
+
+def test_steal_share_of_each_run():
+    start = time.mktime(time.strptime("2026-11-28T18:00:00", "%Y-%m-%dT%H:%M:%S"))
+
+    def sample(offset: float, stolen: int, total: int) -> dict[str, Any]:
+        return {"t": start + offset, "cpus": {"0": [stolen, total], "1": [0, total]}}
+
+    samples = [sample(-0.5, 0, 1000), sample(7.5, 100, 1800), sample(20.0, 100, 3000)]
+    records = [
+        run_record("a", "2026-11-28T18:00:00"),  # -0.5 .. 7.5: 100 of 800 ticks
+        run_record("b", "2026-11-28T18:00:08", wall_s=5.0),  # 7.5 .. 20: none stolen
+        run_record("c", "2026-11-28T18:00:30"),  # after the last reading: left out
+        run_record("e", "2026-11-28T18:00:12", wall_s=7.5),  # ends with the harness: the last
+        {"server": "d", "scenario": "h1-hello", "time": "yesterday", "wall_s": 1.0},
+    ]
+    shares = report.steal_by_run(records, samples, cpu=0)
+    assert shares == {"h1-hello": {"a": [0.125], "b": [0.0], "e": [0.0]}}
+    assert report.steal_by_run(records, samples, cpu=1)["h1-hello"]["a"] == [0.0]
+
+
+def test_scenario_table_shows_the_most_stolen_run():
+    servers = report.servers_of(SUMMARY, META)
+    steal = {"h1-hello": {"uvicorn": [0.0, 0.31, 0.02], "hypercorn-asyncio": [0.004]}}
+    table = report.render_scenario_table(SUMMARY, "h1-hello", servers, steal)
+    assert table.splitlines()[0].endswith("| others' CPU | stolen |")
+    body = rows(table)
+    assert body["uvicorn"][-1] == "31%"
+    assert body["hypercorn-asyncio"][-1] == "0%"
+    assert body["tricorn-trio"][-1] == NONE  # not recorded
+    assert "stolen" not in report.render_scenario_table(SUMMARY, "h1-hello", servers)
+    info = report.RunInfo(command="c", date="d", tricorn_version="", git_commit="", cpu_model="")
+    assert "Stolen is the most" in report.render_markdown(SUMMARY, META, info, steal=steal)
+    assert "Stolen is the most" not in report.render_markdown(SUMMARY, META, info)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
+
+import pytest
 
 from .benchmark_modules import load
 
@@ -47,3 +51,25 @@ def test_compiled_adds_a_server_per_worker_importing_the_compiled_tree(tmp_path:
     # Named explicitly: not added twice.
     argv = run.bench_argv(_args(tmp_path, "tricorn-compiled-uvloop"), Path("b"), Path("o"))
     assert argv[argv.index("--servers") + 1] == "tricorn-compiled-uvloop"
+
+
+def test_steal_is_recorded_while_the_harness_runs(tmp_path: Path):
+    if not Path("/proc/stat").is_file():
+        pytest.skip("no /proc/stat here")
+    report = run._load_report()
+    path = tmp_path / run.STEAL
+    before = time.time()
+    with run.StealRecorder(path, report):
+        time.sleep(run.STEAL_EVERY * 1.5)
+    samples = [json.loads(line) for line in path.read_text().splitlines()]
+    # One at the start, one a period later, one after the end.
+    assert len(samples) >= 3
+    assert before <= samples[0]["t"] <= samples[-1]["t"] <= time.time()
+    assert all("0" in s["cpus"] and len(s["cpus"]["0"]) == 2 for s in samples)
+    assert run._steal(report, tmp_path) is None  # (no raw.jsonl: nothing to match)
+    record = {"server": "s", "scenario": "x", "wall_s": 0.0}
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(samples[0]["t"] + 1))
+    (tmp_path / "raw.jsonl").write_text(json.dumps(record) + "\n")
+    samples.append({"t": samples[-1]["t"] + 5, "cpus": samples[-1]["cpus"]})
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    assert list(run._steal(report, tmp_path) or {}) == ["x"]
