@@ -254,3 +254,26 @@ def test_main_returns_2_on_config_error(capsys: pytest.CaptureFixture[str]):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--backlog = '0'" in err
+
+
+def test_the_parser_never_asks_shutil_for_the_terminal(monkeypatch: pytest.MonkeyPatch):
+    # argparse's formatter measures the terminal with shutil unless given a
+    # width, and makes one for every option added: shutil (with bz2 and
+    # lzma) would be in every server process for the parser's sake.
+    import shutil
+
+    def refuse(*args: object, **kwargs: object) -> os.terminal_size:
+        raise AssertionError("shutil.get_terminal_size called")
+
+    monkeypatch.setattr(shutil, "get_terminal_size", refuse)
+    description = "Serve an ASGI application over HTTP/1.1, HTTP/2 and HTTP/3."  # (61 chars)
+    sizes = {}
+    for columns in ("60", "120", "nonsense"):  # (not a number, and no terminal under pytest: 80)
+        monkeypatch.setenv("COLUMNS", columns)
+        text = build_parser().format_help()
+        assert "--certfile" in text
+        sizes[columns] = (description in text, len(text.splitlines()))
+    assert sizes["60"][0] is False  # wrapped at 58 (COLUMNS less argparse's margin)
+    assert sizes["120"][0] is True
+    assert sizes["nonsense"][0] is True
+    assert sizes["60"][1] > sizes["nonsense"][1] > sizes["120"][1]

@@ -70,6 +70,10 @@ def test_steal_is_recorded_while_the_harness_runs(tmp_path: Path):
     record = {"server": "s", "scenario": "x", "wall_s": 0.0}
     record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(samples[0]["t"] + 1))
     (tmp_path / "raw.jsonl").write_text(json.dumps(record) + "\n")
-    samples.append({"t": samples[-1]["t"] + 5, "cpus": samples[-1]["cpus"]})
+    # A sample after the run, the core's clock moved on (an idle core may not
+    # tick between the recorder's samples, and a share needs time that passed;
+    # the run's start, to the second, may fall after the last of them).
+    stolen, total = samples[-1]["cpus"]["0"]
+    samples.append({"t": samples[-1]["t"] + 5, "cpus": {"0": [stolen, total + 100]}})
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
     assert list(run._steal(report, tmp_path) or {}) == ["x"]
