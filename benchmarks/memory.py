@@ -8,6 +8,9 @@ set (``VmRSS`` of ``/proc/PID/status``, and ``Pss`` of ``smaps_rollup``),
 then sends requests in rounds (each round a fresh client run with fresh
 connections) and reads the resident set again at each checkpoint: after
 10,000 requests and after 100,000.
+With ``--workers N`` each server runs ``-w N`` and what is read is its
+worker processes (the largest one's RSS) and the PSS of all its processes;
+that run's figures go to their own section, "Memory of worker processes".
 Hypercorn's workers are the references: measured idle only by default
 (``--reference-load``). The servers run the shared harness's apps
 (``bench.apps:hello``, ``bench.apps:ws``) with its load generators: h2load
@@ -50,6 +53,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 DOCS_JSON = "performance-memory.json"
+DOCS_WORKERS_JSON = "performance-memory-workers.json"  # (a run with --workers)
+MAX_WORKERS = 16
 CERT = REPO / "certs" / "localhost.pem"
 KEY = REPO / "certs" / "localhost-key.pem"
 HOST = "127.0.0.1"
@@ -207,9 +212,11 @@ def server_argv(
     toml: str,
     installed: bool,
     compiled_path: str | None = None,
+    workers: int = 0,
 ) -> list[str]:
     """The command line of ``server`` (``hypercorn-K``, ``tricorn-K`` or
-    ``tricorn-compiled-K``) for ``protocol``. The compiled build's runs
+    ``tricorn-compiled-K``) for ``protocol``, with ``workers`` worker
+    processes (0: it serves in its own process). The compiled build's runs
     import tricorn from ``compiled_path`` (their ``PYTHONPATH``: the compiled
     tree, then the harness's apps)."""
     family, _, kind = server.partition("-")
@@ -225,7 +232,7 @@ def server_argv(
         argv = [f"{bindir}/tricorn"] if installed else [python, "-m", "tricorn"]
     else:
         raise ValueError(f"unknown server {server!r}")
-    argv += ["-c", toml, "-w", "0", "-k", kind, "--bind", f"{HOST}:{port}"]
+    argv += ["-c", toml, "-w", str(workers), "-k", kind, "--bind", f"{HOST}:{port}"]
     if protocol.transport in ("tls", "quic"):
         argv += ["--certfile", str(CERT), "--keyfile", str(KEY)]
     if protocol.transport == "quic":
@@ -316,6 +323,77 @@ def memory_kib(pid: int) -> dict[str, int | None]:
         "hwm": status_kib(status, "VmHWM"),
         "pss": pss_kib(_read(f"/proc/{pid}/smaps_rollup")),
     }
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read(f"/proc/{entry}/stat")
+            # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if len(fields) > 1 and fields[1] == str(pid):
+                found.append(int(entry))
+    return sorted(found)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: its children, theirs, and so on."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        below = children(todo.pop())
+        out += below
+        todo += below
+    return sorted(out)
+
+
+HELPER_MARK = "resource_tracker"
+"""What names a process of the server's tree that serves nothing: the helper
+multiprocessing starts beside Hypercorn's spawned workers."""
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes below the server process ``pid``: tricorn's
+    supervisor forks them, Hypercorn's spawns them (beside multiprocessing's
+    resource tracker, which is not one)."""
+    return [
+        p for p in descendants(pid) if HELPER_MARK not in _read(f"/proc/{p}/cmdline")
+    ]  # fmt: skip
+
+
+def reading(pid: int, workers: int) -> dict[str, Any]:
+    """Memory of the server ``pid`` now, in KiB. One process (``workers``
+    0): its ``rss``, ``pss`` and peak ``hwm``. With workers: ``rss`` and
+    ``hwm`` are the largest worker's (and ``worker_rss`` each one's, with
+    ``worker_pids``), ``pss`` is the sum over the whole process tree
+    (supervisor, workers, helpers): what the deployment costs the machine,
+    pages shared between its processes counted once."""
+    if workers == 0:
+        return memory_kib(pid)
+    pids = worker_pids(pid)
+    each = [memory_kib(p) for p in pids]
+    tree = [memory_kib(p)["pss"] for p in (pid, *descendants(pid))]
+    return {
+        "rss": max((m["rss"] or 0 for m in each), default=None),
+        "hwm": max((m["hwm"] or 0 for m in each), default=None),
+        "pss": sum(p for p in tree if p) or None,
+        "worker_pids": pids,
+        "worker_rss": [m["rss"] for m in each],
+    }
+
+
+def wait_workers(pid: int, workers: int, timeout: float = 30.0) -> list[int] | None:
+    """The server's ``workers`` worker PIDs once all are up (None: they were
+    not, within ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = worker_pids(pid)
+        if len(pids) == workers:
+            return pids
+        time.sleep(0.1)
+    return None
 
 
 def free_port(low: int, high: int) -> int:
@@ -464,6 +542,7 @@ class Settings:
     settle: float
     budget: float
     reference_checkpoints: int | None  # Hypercorn's (None: all of them)
+    workers: int  # -w: 0, one process; else measure its worker processes
     server_cpu: int | None
     client_cpu: int | None
 
@@ -473,7 +552,7 @@ def measure(server: str, protocol: Protocol, s: Settings) -> dict[str, Any]:
     port = free_port(*s.ports)
     argv = server_argv(
         server, protocol, python=s.python, port=port, toml=s.toml, installed=s.installed,
-        compiled_path=s.compiled_path,
+        compiled_path=s.compiled_path, workers=s.workers,
     )  # fmt: skip
     record: dict[str, Any] = {
         "server": server,
@@ -491,9 +570,17 @@ def measure(server: str, protocol: Protocol, s: Settings) -> dict[str, Any]:
         if error:
             record["error"] = f"server {error}"
             return record
+        workers: list[int] | None = []
+        if s.workers:
+            workers = wait_workers(proc.pid, s.workers)
+            if workers is None:
+                record["error"] = f"{s.workers} workers did not start: {proc.tail()}"
+                return record
         time.sleep(s.settle + (0.3 if protocol.transport == "quic" else 0.0))
-        idle = memory_kib(proc.pid)
+        idle = reading(proc.pid, s.workers)
         record["idle_kib"], record["idle_pss_kib"] = idle["rss"], idle["pss"]
+        if s.workers:
+            record["idle_worker_kib"] = idle["worker_rss"]
         ok_total = failed_total = sent = 0
         checkpoints = s.checkpoints[protocol.name]
         if server.startswith("hypercorn-"):  # its idle RSS is the target; its growth is not
@@ -519,23 +606,31 @@ def measure(server: str, protocol: Protocol, s: Settings) -> dict[str, Any]:
                 break
             if checkpoint is not None:
                 time.sleep(s.settle)
-                mem = memory_kib(proc.pid)
-                record["points"].append(
-                    {
-                        "requests": checkpoint,
-                        "rss_kib": mem["rss"],
-                        "pss_kib": mem["pss"],
-                        "succeeded": ok_total,
-                        "failed": failed_total,
-                        "seconds": round(time.monotonic() - started, 1),
-                    }
-                )
+                mem = reading(proc.pid, s.workers)
+                point = {
+                    "requests": checkpoint,
+                    "rss_kib": mem["rss"],
+                    "pss_kib": mem["pss"],
+                    "succeeded": ok_total,
+                    "failed": failed_total,
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+                if s.workers:
+                    point["worker_kib"] = mem["worker_rss"]
+                record["points"].append(point)
+                if s.workers and mem["worker_pids"] != workers:
+                    # A replaced worker starts small: its growth would hide a leak.
+                    record["error"] = (
+                        f"a worker was replaced by {checkpoint:,} requests "
+                        f"({workers} -> {mem['worker_pids']}): {proc.tail()}"
+                    )
+                    break
                 print(
                     f"  {protocol.name:7} {server:18} {checkpoint:>7,}: "
                     f"{(mem['rss'] or 0) / KIB:6.1f} MiB ({failed_total} failed)",
                     flush=True,
                 )
-        record["hwm_kib"] = memory_kib(proc.pid)["hwm"]
+        record["hwm_kib"] = reading(proc.pid, s.workers)["hwm"]
         return record
     finally:
         record["seconds"] = round(time.monotonic() - started, 1)
@@ -605,13 +700,17 @@ print(json.dumps(out))
 
 
 def render_docs(result: dict[str, Any]) -> None:
-    """Copy the result into docs/ and rewrite docs/performance.md's Memory section."""
+    """Copy the result into docs/ and rewrite its section of docs/performance.md:
+    "Memory" for one process, "Memory of worker processes" for a run with
+    ``--workers`` (each with its own JSON file)."""
     report = _load_report()
-    (DOCS / DOCS_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    name = DOCS_WORKERS_JSON if result.get("workers") else DOCS_JSON
+    (DOCS / name).write_text(json.dumps(result, indent=1) + "\n")
     page = DOCS / "performance.md"
     text = page.read_text() if page.exists() else "# Performance\n"
-    page.write_text(report.splice_memory_section(text, report.render_memory(result)))
-    print(f"wrote docs/{DOCS_JSON} and the Memory section of docs/performance.md")
+    section = report.render_memory(result)
+    page.write_text(report.splice_memory_section(text, section))
+    print(f"wrote docs/{name} and the section {section.splitlines()[0]!r} of docs/performance.md")
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -664,6 +763,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="none",
         help="Hypercorn idle only (default), or loaded to the first or to every checkpoint",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help=(
+            "worker processes per server (-w); 0 (default): one process, measured itself; "
+            "N: the largest worker's RSS and the whole tree's PSS (docs: the section "
+            '"Memory of worker processes")'
+        ),
+    )
     ap.add_argument("--ports", default="18000-18999", help="port range to bind in")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin to CPUs")
     ap.add_argument(
@@ -702,6 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in protocols:
         if name not in PROTOCOLS:
             ap.error(f"--protocols: unknown {name!r} (known: {', '.join(PROTOCOLS)})")
+    if not 0 <= args.workers <= MAX_WORKERS:
+        ap.error(f"--workers: {args.workers} (allowed: 0 to {MAX_WORKERS})")
     try:
         checkpoints = parse_checkpoints(args.checkpoints)
         low, high = (int(x) for x in args.ports.split("-"))
@@ -742,6 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settle=args.settle,
         budget=args.budget,
         reference_checkpoints={"none": 0, "first": 1}.get(args.reference_load),
+        workers=args.workers,
         server_cpu=0 if pin else None,
         client_cpu=1 if pin else None,
     )
@@ -765,6 +877,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "streams": args.streams,
         "settle_s": args.settle,
         "reference_load": args.reference_load,
+        "workers": args.workers,
         "pinned": pin,
         "clients": {
             p: client_text(PROTOCOLS[p], settings.connections[p], args.streams) for p in protocols

@@ -510,6 +510,8 @@ def render_markdown(
 GROWTH_LIMIT_MIB = 5.0
 """Issue 7: RSS after 100,000 requests within this much of RSS after 10,000."""
 
+MEMORY_HEADING = "## Memory"
+MEMORY_WORKERS_HEADING = "## Memory of worker processes"
 MEMORY_METHOD = (
     "- **Memory:** the Memory section has its own command, `python benchmarks/memory.py "
     "--python /tmp/peers-venv/bin/python` (about 10 minutes). For each server (one process, "
@@ -518,7 +520,9 @@ MEMORY_METHOD = (
     "100,000 requests sent in client runs on new connections (h2load, `h3load.py`, "
     "`wsload.py`); Hypercorn is measured idle. Targets (issue 7), on every protocol: "
     "tricorn's idle RSS no higher than Hypercorn's with the same event loop, and RSS after "
-    f"100,000 requests at most {GROWTH_LIMIT_MIB:g} MiB above RSS after 10,000."
+    f"100,000 requests at most {GROWTH_LIMIT_MIB:g} MiB above RSS after 10,000. With "
+    "`--workers 2` it measures the workers of `-w 2` servers instead (the largest worker's "
+    "RSS, and the PSS of all the server's processes): the section Memory of worker processes."
 )
 """The Method section's note on the memory run (also added by :func:`splice_memory_section`)."""
 
@@ -634,12 +638,14 @@ def render_memory_table(result: Mapping[str, Any]) -> str:
     runs = _memory_runs(result)
     verdicts = memory_verdicts(result)
     servers = [str(s) for s in result.get("servers") or []]
+    workers = bool(result.get("workers"))
     lines = [
         (
             "| protocol | requests | server | idle MiB | MiB at 1st | MiB at last | growth MiB "
-            "| idle <= Hypercorn | growth <= 5 MiB |"
+            + ("| all processes, idle PSS MiB " if workers else "")
+            + "| idle <= Hypercorn | growth <= 5 MiB |"
         ),
-        "|---|---|---|---:|---:|---:|---:|---|---|",
+        "|---|---|---|---:|---:|---:|---:|" + ("---:|" if workers else "") + "---|---|",
     ]
     for protocol in result.get("protocols") or []:
         counts = _checkpoints(result, protocol)
@@ -659,6 +665,8 @@ def render_memory_table(result: Mapping[str, Any]) -> str:
                 protocol, span, server, _mib(_kib(run.get("idle_kib"))), _mib(first), _mib(last),
                 growth, idle_text, _verdict(verdict.growth_ok),
             ]  # fmt: skip
+            if workers:
+                row.insert(7, _mib(_kib(run.get("idle_pss_kib"))))
             lines.append("| " + " | ".join(row) + " |")
     for protocol in result.get("protocols") or []:
         for server in servers:
@@ -711,15 +719,20 @@ def render_memory(result: Mapping[str, Any]) -> str:
     spans = {
         p: " and ".join(f"{c:,}" for c in _checkpoints(result, p)) for p in protocols
     }  # fmt: skip
+    workers = int(result.get("workers") or 0)
+    what = (
+        "one server process per protocol"
+        if not workers
+        else f"the worker processes of a server started with `-w {workers}`, per protocol"
+    )
     parts = [
-        "## Memory",
+        MEMORY_WORKERS_HEADING if workers else MEMORY_HEADING,
         "",
         (
-            "Resident memory (RSS, `VmRSS`) of one server process per protocol: idle, and after "
-            "a number of requests, measured "
-            f"{result.get('date', '?')}. Issue 7's targets: idle RSS no higher than Hypercorn's, "
-            f"and RSS after 100,000 requests within {GROWTH_LIMIT_MIB:g} MiB of RSS after 10,000 "
-            "(no leaks), on every protocol. Regenerate with:"
+            f"Resident memory (RSS, `VmRSS`) of {what}: idle, and after a number of requests, "
+            f"measured {result.get('date', '?')}. Issue 7's targets: idle RSS no higher than "
+            f"Hypercorn's, and RSS after 100,000 requests within {GROWTH_LIMIT_MIB:g} MiB of RSS "
+            "after 10,000 (no leaks), on every protocol. Regenerate with:"
         ),
         "",
         "```sh",
@@ -740,8 +753,16 @@ def render_memory(result: Mapping[str, Any]) -> str:
         size = rounds.get(protocol)
         size_text = f"{int(size):,}" if isinstance(size, (int, float)) else NONE
         parts.append(f"| {protocol} | {spans[protocol]} | {size_text} | `{client}` |")
+    processes = (
+        "one process each (`-w 0`)"
+        if not workers
+        else (
+            f"{workers} worker processes each (`-w {workers}`: tricorn's supervisor forks "
+            "them, Hypercorn's spawns them), the whole tree"
+        )
+    )
     note = (
-        "- **Servers:** one process each (`-w 0`), started fresh for each protocol on "
+        f"- **Servers:** {processes}, started fresh for each protocol on "
         "127.0.0.1 with the shared harness's apps (`bench.apps:hello`, `bench.apps:ws` for "
         "WebSocket) and the same TOML file for Hypercorn and tricorn (it raises "
         "`keep_alive_max_requests`); tricorn from "
@@ -759,9 +780,18 @@ def render_memory(result: Mapping[str, Any]) -> str:
         + ". Each server was started and sent a few requests once before measuring, so "
         "bytecode is cached and nothing is compiled during a measurement."
     )
+    parts += ["", note]
+    if workers:
+        parts.append(
+            "- **Workers:** each RSS figure is the largest of the server's workers at that "
+            "moment (the kernel hands each connection to one of them, so they differ); the "
+            "supervisor, which serves nothing, is not among them, nor the resource tracker "
+            "that multiprocessing starts beside Hypercorn's. *All processes, idle PSS* is "
+            "the proportional set size summed over the whole tree (supervisor, workers, "
+            "helpers): what the deployment costs the machine, pages shared between its "
+            "processes counted once. A worker replaced during the run ends it with an error."
+        )
     parts += [
-        "",
-        note,
         (
             "- **Idle:** the server's RSS once `GET /` has answered (over TLS for the TLS and "
             f"QUIC runs) and {result.get('settle_s', 0.5)} s have passed, before any load. "
@@ -822,20 +852,28 @@ def _section_end(lines: Sequence[str], start: int) -> int:
 
 
 def splice_memory_section(page: str, section: str) -> str:
-    """``page`` with its "## Memory" section replaced by ``section`` (one that
-    starts with that heading); a page without one gets it before "## Method",
-    or at the end. A "## Method" section without :data:`MEMORY_METHOD` gets it
-    as its last point."""
+    """``page`` with the section that ``section`` is (its first line, the
+    heading: :data:`MEMORY_HEADING` or :data:`MEMORY_WORKERS_HEADING`)
+    replaced by it. A page without that section gets it before "## Method"
+    (the workers' one right after the Memory section, if there is one), or at
+    the end. A "## Method" section without :data:`MEMORY_METHOD` gets it as its
+    last point."""
     lines = page.splitlines()
     body = section.rstrip("\n").splitlines()
-    if "## Memory" in lines:
-        start = lines.index("## Memory")
+    heading = body[0] if body else MEMORY_HEADING
+    if heading in lines:
+        start = lines.index(heading)
         new = [*lines[:start], *body, "", *lines[_section_end(lines, start) :]]
+    elif heading == MEMORY_WORKERS_HEADING and MEMORY_HEADING in lines:
+        at = _section_end(lines, lines.index(MEMORY_HEADING))
+        new = [*lines[:at], *body, "", *lines[at:]]
     elif "## Method" in lines:
         at = lines.index("## Method")
         new = [*lines[:at], *body, "", *lines[at:]]
     else:
         new = [*lines, "", *body] if lines else body
+    stale = MEMORY_METHOD[: MEMORY_METHOD.index("`")]  # (an older wording of the point)
+    new = [line for line in new if line == MEMORY_METHOD or not line.startswith(stale)]
     if "## Method" in new and MEMORY_METHOD not in new:
         end = _section_end(new, new.index("## Method"))
         while new[end - 1] == "":

@@ -1,11 +1,14 @@
 """benchmarks/memory.py's pure parts, and the Memory section report.py renders.
 
 The result dicts have the shape memory.py writes to memory.json; the
-figures are made up. No server, no load tool.
+figures are made up. No server, no load tool; the process-tree readings
+run on a tree of sleeping Python processes this test starts.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +148,72 @@ def test_compiled_build_command_lines():
         memory.server_argv(
             "tricorn-compiled-asyncio", h1, python="p", port=1, toml="t", installed=False
         )
+
+
+def test_worker_command_line():
+    argv = memory.server_argv(
+        "tricorn-asyncio", memory.PROTOCOLS["h1"], python="/v/bin/python", port=1,
+        toml="/t", installed=True, workers=2,
+    )  # fmt: skip
+    assert argv[argv.index("-w") + 1] == "2"
+
+
+TREE = """
+import subprocess, sys, time
+sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+kids = [subprocess.Popen(sleep) for _ in range(2)]
+helper = subprocess.Popen([*sleep[:2], "import time; time.sleep(60)  # resource_tracker"])
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_workers_of_a_process_tree_are_found_and_read():
+    # A supervisor with two workers and a helper (as multiprocessing's
+    # resource tracker beside Hypercorn's spawned workers).
+    tree = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True)
+    below: list[int] = []
+    try:
+        assert tree.stdout is not None
+        assert tree.stdout.readline().strip() == "ready"
+        below = memory.descendants(tree.pid)
+        assert len(below) == 3
+        assert memory.children(tree.pid) == below
+        workers = memory.wait_workers(tree.pid, 2, timeout=10)
+        assert workers is not None
+        assert len(workers) == 2
+        assert set(workers) < set(below)
+        assert memory.wait_workers(tree.pid, 3, timeout=0.3) is None
+        one = memory.reading(tree.pid, 0)
+        assert set(one) == {"rss", "hwm", "pss"}
+        assert one["rss"] > 0
+        assert one["pss"] > 0
+        each = memory.reading(tree.pid, 2)
+        assert each["worker_pids"] == workers
+        assert len(each["worker_rss"]) == 2
+        assert each["rss"] == max(each["worker_rss"])
+        # The tree's PSS: four interpreters (one counted in full would be
+        # about an RSS; shared pages split among them).
+        assert each["pss"] > max(each["worker_rss"])
+    finally:
+        tree.kill()
+        tree.wait()
+        assert tree.stdout is not None
+        tree.stdout.close()
+    for pid in below:  # (the sleepers outlive their parent; end them too)
+        subprocess.run(["kill", str(pid)], check=False)
+
+
+def test_workers_are_bounded(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "apps.py").write_text("")
+    args = ["--bench-dir", str(bench), "--out", str(tmp_path / "out"), "--no-docs"]
+    for bad in ("-1", "17"):
+        with pytest.raises(SystemExit) as exc:
+            memory.main([*args, "--workers", bad])
+        assert exc.value.code == 2
+        assert f"--workers: {bad} (allowed: 0 to 16)" in capsys.readouterr().err
 
 
 def test_compiled_servers_need_the_compiled_tree(tmp_path, capsys):
@@ -353,3 +422,51 @@ def test_performance_page_carries_the_memory_section():
     assert "## Memory" not in without
     page = report.render_markdown(summary, meta, info, memory=RESULT)
     assert page.index("## Per scenario") < page.index("## Memory") < page.index("## Method")
+
+
+WORKERS_RESULT = RESULT | {
+    "workers": 2,
+    "runs": [
+        run("hypercorn-asyncio", "h1", 27.8, idle_pss_kib=61 * MIB),
+        run("tricorn-asyncio", "h1", 24.6, 25.0, 25.2, idle_pss_kib=46 * MIB),
+    ],
+    "servers": ["hypercorn-asyncio", "tricorn-asyncio"],
+    "protocols": ["h1"],
+}
+
+
+def test_worker_section():
+    section = report.render_memory(WORKERS_RESULT)
+    assert section.startswith(report.MEMORY_WORKERS_HEADING + "\n")
+    assert "the worker processes of a server started with `-w 2`" in section
+    assert "the largest of the server's workers" in section
+    assert "tricorn's supervisor forks them, Hypercorn's spawns them" in section
+    rows = table_rows(report.render_memory_table(WORKERS_RESULT))
+    assert rows[("h1", "tricorn-asyncio")] == [
+        "h1", "10k / 100k", "tricorn-asyncio", "24.6", "25.0", "25.2", "+0.2", "46.0", "yes",
+        "yes",
+    ]  # fmt: skip
+    assert rows[("h1", "hypercorn-asyncio")][7] == "61.0"
+    assert "| all processes, idle PSS MiB |" in report.render_memory_table(WORKERS_RESULT)
+    assert "PSS" not in report.render_memory_table(RESULT)
+    assert "Workers:" not in report.render_memory(RESULT)
+
+
+def test_worker_section_spliced_after_the_memory_section():
+    page = report.splice_memory_section(PAGE, "## Memory\n\nOne process.\n")
+    workers = report.MEMORY_WORKERS_HEADING + "\n\nWorkers."
+    both = report.splice_memory_section(page, workers)
+    assert both.index("One process.") < both.index("Workers.") < both.index("## Method")
+    again = report.splice_memory_section(both, report.MEMORY_WORKERS_HEADING + "\n\nNew.")
+    assert "Workers." not in again
+    assert again.index("One process.") < again.index("New.") < again.index("## Method")
+    # The one-process section is replaced alone.
+    last = report.splice_memory_section(again, "## Memory\n\nOne again.")
+    assert "One process." not in last
+    assert last.index("One again.") < last.index("New.")
+    assert last.count(report.MEMORY_METHOD) == 1
+    # An older wording of the Method point is replaced, not repeated.
+    stale = PAGE.replace("How.", "How.\n- **Memory:** the Memory section has its own command, old.")
+    fresh = report.splice_memory_section(stale, "## Memory\n\nX")
+    assert "old." not in fresh
+    assert fresh.count(report.MEMORY_METHOD) == 1
