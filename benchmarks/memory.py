@@ -358,9 +358,11 @@ def worker_pids(pid: int) -> list[int]:
     """The worker processes below the server process ``pid``: tricorn's
     supervisor forks them, Hypercorn's spawns them (beside multiprocessing's
     resource tracker, which is not one)."""
-    return [
-        p for p in descendants(pid) if HELPER_MARK not in _read(f"/proc/{p}/cmdline")
-    ]  # fmt: skip
+    return _workers_among(descendants(pid))
+
+
+def _workers_among(pids: Sequence[int]) -> list[int]:
+    return [p for p in pids if HELPER_MARK not in _read(f"/proc/{p}/cmdline")]
 
 
 def reading(pid: int, workers: int) -> dict[str, Any]:
@@ -372,9 +374,10 @@ def reading(pid: int, workers: int) -> dict[str, Any]:
     pages shared between its processes counted once."""
     if workers == 0:
         return memory_kib(pid)
-    pids = worker_pids(pid)
+    below = descendants(pid)
+    pids = _workers_among(below)
     each = [memory_kib(p) for p in pids]
-    tree = [memory_kib(p)["pss"] for p in (pid, *descendants(pid))]
+    tree = [memory_kib(p)["pss"] for p in (pid, *below)]
     return {
         "rss": max((m["rss"] or 0 for m in each), default=None),
         "hwm": max((m["hwm"] or 0 for m in each), default=None),
