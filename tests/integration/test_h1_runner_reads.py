@@ -181,3 +181,15 @@ async def test_a_websocket_after_requests_is_read() -> None:
                         buffer += await client.receive()
                     assert buffer[: 2 + len(text)] == bytes((0x81, len(text))) + text
                     buffer = buffer[2 + len(text) :]
+
+
+async def test_the_keep_alive_timeout_closes_a_connection_whose_runner_reads() -> None:
+    with anyio.fail_after(10):
+        async with running_server(echo, keep_alive_timeout=0.5) as url:
+            client = await connect(url)
+            async with client:
+                await warm_up(client)
+                started = anyio.current_time()
+                with pytest.raises(anyio.EndOfStream):
+                    await client.receive()
+                assert 0.4 < anyio.current_time() - started < 3
