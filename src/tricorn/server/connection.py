@@ -732,15 +732,22 @@ class Connection:
         see _lend_to_runners). Where the transport's callback routes
         messages (asyncio) there is nothing to gain.
         """
-        self._baton = baton = self.new_event()
         self._lent = stream
         self._unanswered = 0
         self._took_message()  # (the one handed over)
         try:
+            return await self._socket_back()
+        finally:
+            self._lent = None
+
+    async def _socket_back(self) -> bytes | None:
+        """Wait until the socket lent comes back (_return_socket): the
+        bytes handed back with it, or ``None``."""
+        self._baton = baton = self.new_event()
+        try:
             await baton.wait()
         finally:
             self._baton = None
-            self._lent = None
         given, self._given = self._given, None
         return given
 
@@ -752,15 +759,11 @@ class Connection:
         per kept-alive request instead of two (11% of the instructions of
         a small request at 64 connections). Bytes it could not route come
         back (``None``: read anew); _terminate takes the socket back."""
-        self._baton = baton = self.new_event()
         self._runners_read = True
         try:
-            await baton.wait()
+            return await self._socket_back()
         finally:
-            self._baton = None
             self._runners_read = False
-        given, self._given = self._given, None
-        return given
 
     async def _read_next_request(self, slot: _RunnerSlot) -> tuple[Stream, Request] | None:
         """A runner with the socket lent (_lend_to_runners) reads: the next
