@@ -485,12 +485,13 @@ class Server:
             return ""
         return " | ".join(lines[-4:])[:300]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, and SIGKILL to its group if it has not exited ``grace`` seconds later."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGKILL)  # our own session's group
@@ -720,31 +721,67 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure (or only re-render a finished run)."""
-    report = _load_report()
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_common_options(
+    ap: argparse.ArgumentParser, servers: Sequence[str], protocols: Sequence[str], python_help: str
+) -> None:
+    """The options memory.py and instructions.py share: the harness, servers,
+    protocols, the venv's interpreter and the compiled build."""
     ap.add_argument(
         "--bench-dir",
         type=Path,
         default=REPO.parent / "shared" / "bench",
         help="the shared harness, for its apps and clients (default: ../shared/bench)",
     )
-    ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma list")
-    ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma list")
-    ap.add_argument(
-        "--python",
-        default=sys.executable,
-        help="interpreter of the venv with Hypercorn and the protocol libraries",
+    ap.add_argument("--servers", default=",".join(servers), help="comma list")
+    ap.add_argument("--protocols", default=",".join(protocols), help="comma list")
+    ap.add_argument("--python", default=sys.executable, help=python_help)
+    _load_report().add_compiled_option(ap)
+
+
+def chosen_servers(
+    ap: argparse.ArgumentParser, args: argparse.Namespace, protocols: Sequence[str]
+) -> tuple[list[str], list[str], str | None]:
+    """The servers and protocols asked for (or ``ap.error``), and the
+    compiled build's ``PYTHONPATH`` (None without ``--compiled``). With
+    ``--compiled`` and no compiled server named, each tricorn server named
+    gets its compiled twin (all three if none is named)."""
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.compiled is not None and not any(s.startswith(COMPILED_PREFIX) for s in servers):
+        twins = [s.replace("tricorn-", COMPILED_PREFIX, 1) for s in servers
+                 if s.startswith("tricorn-")]  # fmt: skip
+        servers += twins or COMPILED_SERVERS
+    for name in servers:
+        if name not in KNOWN_SERVERS:
+            ap.error(f"--servers: unknown {name!r} (known: {', '.join(KNOWN_SERVERS)})")
+        if name.startswith(COMPILED_PREFIX) and args.compiled is None:
+            ap.error(f"--servers: {name} needs --compiled SRC (the compiled build's src/)")
+    compiled_path = None
+    if args.compiled is not None:
+        if not (args.compiled / "tricorn" / "__init__.py").is_file():
+            ap.error(f"--compiled: {args.compiled} holds no tricorn package (give its src/)")
+        compiled_path = f"{args.compiled.resolve()}{os.pathsep}{args.bench_dir.resolve().parent}"
+    names = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    for name in names:
+        if name not in protocols:
+            ap.error(f"--protocols: unknown {name!r} (known: {', '.join(protocols)})")
+    return servers, names, compiled_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure (or only re-render a finished run)."""
+    report = _load_report()
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_common_options(
+        ap, DEFAULT_SERVERS, list(PROTOCOLS),
+        "interpreter of the venv with Hypercorn and the protocol libraries",
+    )  # fmt: skip
     ap.add_argument(
         "--installed",
         action="store_true",
         help="run that venv's installed tricorn (default: this checkout's src/)",
     )
-    report.add_compiled_option(ap)
     ap.add_argument(
         "--checkpoints",
         default=",".join(map(str, DEFAULT_CHECKPOINTS)),
@@ -797,23 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_docs(json.loads((args.report_only / "memory.json").read_text()))
         return 0
 
-    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if args.compiled is not None and not any(s.startswith(COMPILED_PREFIX) for s in servers):
-        servers += COMPILED_SERVERS
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    for name in servers:
-        if name not in KNOWN_SERVERS:
-            ap.error(f"--servers: unknown {name!r} (known: {', '.join(KNOWN_SERVERS)})")
-        if name.startswith(COMPILED_PREFIX) and args.compiled is None:
-            ap.error(f"--servers: {name} needs --compiled SRC (the compiled build's src/)")
-    compiled_path = None
-    if args.compiled is not None:
-        if not (args.compiled / "tricorn" / "__init__.py").is_file():
-            ap.error(f"--compiled: {args.compiled} holds no tricorn package (give its src/)")
-        compiled_path = f"{args.compiled.resolve()}{os.pathsep}{args.bench_dir.resolve().parent}"
-    for name in protocols:
-        if name not in PROTOCOLS:
-            ap.error(f"--protocols: unknown {name!r} (known: {', '.join(PROTOCOLS)})")
+    servers, protocols, compiled_path = chosen_servers(ap, args, list(PROTOCOLS))
     if not 0 <= args.workers <= MAX_WORKERS:
         ap.error(f"--workers: {args.workers} (allowed: 0 to {MAX_WORKERS})")
     try:

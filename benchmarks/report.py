@@ -7,7 +7,9 @@ the ratio chart into a PNG file and imports matplotlib only when called.
 The "Memory" section comes from another run, ``benchmarks/memory.py``'s
 ``memory.json``: :func:`render_memory` renders it, :func:`memory_verdicts`
 applies issue 7's two memory targets, and :func:`splice_memory_section` puts
-the section into an existing page.
+the section into an existing page. The "Instructions per request" section
+comes from ``benchmarks/instructions.py``'s ``instructions.json``:
+:func:`render_instructions`, put in place by :func:`splice_section`.
 
 A summary maps ``"SCENARIO|SERVER"`` to a cell: ``runs`` and ``ok_runs``
 (measured and successful runs), ``metric`` (``req_s`` or ``mib_s``),
@@ -29,14 +31,19 @@ from typing import Any
 __all__ = [
     "BASELINE",
     "GROWTH_LIMIT_MIB",
+    "INSTRUCTIONS_HEADING",
     "MEMORY_METHOD",
     "NONE",
     "SCENARIO_METHOD",
     "MemoryVerdict",
     "RunInfo",
     "cell_text",
+    "instruction_pairs",
+    "instruction_ratio",
     "memory_verdicts",
     "ratio",
+    "render_instructions",
+    "render_instructions_table",
     "render_markdown",
     "render_memory",
     "render_memory_table",
@@ -45,6 +52,7 @@ __all__ = [
     "scenarios_of",
     "servers_of",
     "splice_memory_section",
+    "splice_section",
     "steal_by_run",
     "steal_sample",
     "write_chart",
@@ -410,9 +418,11 @@ def render_markdown(
     info: RunInfo,
     memory: Mapping[str, Any] | None = None,
     steal: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole ``docs/performance.md`` for one run (and a memory run's
-    section; ``steal``: :func:`steal_by_run` of the run's samples)."""
+    section; ``steal``: :func:`steal_by_run` of the run's samples;
+    ``sections``: other runs' sections, rendered, put before the Method)."""
     scenarios = scenarios_of(summary, meta)
     servers = servers_of(summary, meta)
     repeat = int(meta.get("repeat") or 1)
@@ -496,6 +506,8 @@ def render_markdown(
     ]
     if memory:
         parts += [render_memory(memory), ""]
+    for section in sections:
+        parts += [section.rstrip("\n"), ""]
     parts += [
         "## Method",
         "",
@@ -851,6 +863,28 @@ def _section_end(lines: Sequence[str], start: int) -> int:
     return next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
 
 
+def splice_section(page: str, section: str, after: str | None = None) -> str:
+    """``page`` with the section that ``section`` is (its first line is the
+    ``## `` heading) replaced by it; a page without that section gets it
+    after the section headed ``after`` if there is one, else before
+    "## Method", else at the end."""
+    lines = page.splitlines()
+    body = section.rstrip("\n").splitlines()
+    heading = body[0] if body else ""
+    if heading in lines:
+        start = lines.index(heading)
+        new = [*lines[:start], *body, "", *lines[_section_end(lines, start) :]]
+    elif after is not None and after in lines:
+        at = _section_end(lines, lines.index(after))
+        new = [*lines[:at], *body, "", *lines[at:]]
+    elif "## Method" in lines:
+        at = lines.index("## Method")
+        new = [*lines[:at], *body, "", *lines[at:]]
+    else:
+        new = [*lines, "", *body] if lines else body
+    return "\n".join(new).rstrip("\n") + "\n"
+
+
 def splice_memory_section(page: str, section: str) -> str:
     """``page`` with the section that ``section`` is (its first line, the
     heading: :data:`MEMORY_HEADING` or :data:`MEMORY_WORKERS_HEADING`)
@@ -858,20 +892,9 @@ def splice_memory_section(page: str, section: str) -> str:
     (the workers' one right after the Memory section, if there is one), or at
     the end. A "## Method" section without :data:`MEMORY_METHOD` gets it as its
     last point."""
-    lines = page.splitlines()
-    body = section.rstrip("\n").splitlines()
-    heading = body[0] if body else MEMORY_HEADING
-    if heading in lines:
-        start = lines.index(heading)
-        new = [*lines[:start], *body, "", *lines[_section_end(lines, start) :]]
-    elif heading == MEMORY_WORKERS_HEADING and MEMORY_HEADING in lines:
-        at = _section_end(lines, lines.index(MEMORY_HEADING))
-        new = [*lines[:at], *body, "", *lines[at:]]
-    elif "## Method" in lines:
-        at = lines.index("## Method")
-        new = [*lines[:at], *body, "", *lines[at:]]
-    else:
-        new = [*lines, "", *body] if lines else body
+    heading = section.split("\n", 1)[0] or MEMORY_HEADING
+    after = MEMORY_HEADING if heading == MEMORY_WORKERS_HEADING else None
+    new = splice_section(page, section, after).rstrip("\n").splitlines()
     stale = MEMORY_METHOD[: MEMORY_METHOD.index("`")]  # (an older wording of the point)
     new = [line for line in new if line == MEMORY_METHOD or not line.startswith(stale)]
     if "## Method" in new and MEMORY_METHOD not in new:
@@ -881,6 +904,146 @@ def splice_memory_section(page: str, section: str) -> str:
         new.insert(end, MEMORY_METHOD)
     text = "\n".join(new).rstrip("\n")
     return text + "\n"
+
+
+# --------------------------------------------------------------------------- instructions
+
+INSTRUCTIONS_HEADING = "## Instructions per request"
+TRIO_TARGET = 0.7
+"""Issue 7: the trio worker at least this fraction of the asyncio worker's speed."""
+
+
+def _instruction_runs(result: Mapping[str, Any]) -> dict[tuple[str, str], float | None]:
+    runs: dict[tuple[str, str], float | None] = {}
+    for run in result.get("runs") or []:
+        if isinstance(run, Mapping):
+            figure = run.get("per_request")
+            ok = isinstance(figure, (int, float)) and figure > 0 and not run.get("error")
+            key = (str(run.get("protocol")), str(run.get("server")))
+            runs[key] = float(figure) if ok and figure is not None else None
+    return runs
+
+
+def instruction_pairs(servers: Sequence[str]) -> list[tuple[str, str]]:
+    """``(worker, its asyncio worker)`` for each tricorn trio or uvloop worker
+    whose asyncio worker of the same build was measured too."""
+    pairs = []
+    for server in servers:
+        head, _, kind = server.rpartition("-")
+        base = f"{head}-asyncio"
+        if head.startswith("tricorn") and kind in ("uvloop", "trio") and base in servers:
+            pairs.append((server, base))
+    return pairs
+
+
+def instruction_ratio(
+    result: Mapping[str, Any], protocol: str, server: str, base: str
+) -> float | None:
+    """``base``'s instructions per request over ``server``'s: the speed of
+    ``server`` as a fraction of ``base``'s, if only instructions counted."""
+    runs = _instruction_runs(result)
+    mine, theirs = runs.get((protocol, server)), runs.get((protocol, base))
+    if mine is None or theirs is None:
+        return None
+    return theirs / mine
+
+
+def _thousands(value: float | None) -> str:
+    return NONE if value is None else f"{value / 1000:,.1f}k"
+
+
+def render_instructions_table(result: Mapping[str, Any]) -> str:
+    """Protocol x server: instructions per request; and each trio (uvloop)
+    worker's speed by that count as a fraction of its asyncio worker's."""
+    runs = _instruction_runs(result)
+    servers = [str(s) for s in result.get("servers") or []]
+    pairs = instruction_pairs(servers)
+    head = ["protocol", *servers, *(f"{a} / {b}" for a, b in pairs)]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    for protocol in result.get("protocols") or []:
+        row = [str(protocol), *(_thousands(runs.get((protocol, s))) for s in servers)]
+        for server, base in pairs:
+            value = instruction_ratio(result, protocol, server, base)
+            text = _ratio_text(value)
+            if value is not None and server.endswith("-trio") and value < TRIO_TARGET:
+                text = f"**{text}**"
+            row.append(text)
+        lines.append("| " + " | ".join(row) + " |")
+    for run in result.get("runs") or []:
+        if isinstance(run, Mapping) and run.get("error"):
+            error = str(run["error"]).splitlines()[0][:200]
+            lines.append(f"\n- {run.get('protocol')}, {run.get('server')}: {error}")
+    return "\n".join(lines)
+
+
+def render_instructions(result: Mapping[str, Any]) -> str:
+    """The "Instructions per request" section of ``docs/performance.md`` from
+    ``benchmarks/instructions.py``'s ``instructions.json``."""
+    requests: Mapping[str, Any] = result.get("requests") or {}
+    clients: Mapping[str, Any] = result.get("clients") or {}
+    versions: Mapping[str, Any] = result.get("versions") or {}
+    parts = [
+        INSTRUCTIONS_HEADING,
+        "",
+        (
+            "CPU instructions the server executes per request (per echoed message for ws), "
+            f"counted by Valgrind's callgrind, measured {result.get('date', '?')}. Unlike "
+            "requests per second, which move by 10-30% between runs on a shared virtual "
+            "machine, these repeat to about 1%, so they judge small changes and compare the "
+            "workers: the ratio columns are a worker's speed as a fraction of its asyncio "
+            "worker's (the asyncio worker's count over its own). Issue 7's target for the "
+            f"trio worker is {TRIO_TARGET:g}x (bold: below it). Instructions leave out what "
+            "a count cannot see (cache misses, system-call time, waiting), so they bound the "
+            "req/s ratio rather than predict it. Regenerate with:"
+        ),
+        "",
+        "```sh",
+        str(result.get("command", "python benchmarks/instructions.py")),
+        "```",
+        "",
+        render_instructions_table(result),
+        "",
+        "How it was counted:",
+        "",
+        (
+            "- Each server runs alone (`-w 0`) under `valgrind --tool=callgrind "
+            "--instr-atstart=no`: its start-up is not counted. Once `GET /` answers, a client "
+            "run of n requests warms it up; then counting is switched on and two client runs "
+            "are counted, n requests and 2n, each dumped apart. Both pay the same connection "
+            "set-up (the same connections and streams), so *(I(2n) - I(n)) / n* is the cost of "
+            "one more request on open connections, as in the throughput scenarios."
+        ),
+        "",
+        "| protocol | n | client (`{n}`: its requests) |",
+        "|---|---:|---|",
+    ]
+    for protocol in result.get("protocols") or []:
+        size = requests.get(protocol)
+        size_text = f"{int(size):,}" if isinstance(size, (int, float)) else NONE
+        parts.append(f"| {protocol} | {size_text} | `{clients.get(protocol, '')}` |")
+    names = ("anyio", "h11", "h2", "wsproto", "aioquic", "uvloop", "trio")
+    listed = [f"{name} {versions[name]}" for name in names if versions.get(name)]
+    ours = "tricorn " + str(versions.get("tricorn", "?"))
+    if result.get("git_commit"):
+        ours += f" (commit {result['git_commit']})"
+    machine = ", ".join(
+        x
+        for x in (
+            str(result.get("cpu_model") or ""),
+            f"Python {versions.get('python', '?')}",
+            str(result.get("valgrind") or ""),
+        )
+        if x
+    )
+    parts += [
+        "",
+        f"- **Machine:** {machine}; the run took {result.get('total_seconds', '?')} s.",
+        "- **Versions:** " + ", ".join([ours, *listed]) + ".",
+    ]
+    return "\n".join(parts)
 
 
 def write_chart(

@@ -9,7 +9,8 @@ repeated on loopback, then renders ``docs/performance.md`` and
 stay in ``benchmarks/results/<time>/``; ``--report-only DIR`` renders them
 again without measuring. The page's Memory section comes from
 ``benchmarks/memory.py`` (its last result is kept in
-``docs/performance-memory.json``).
+``docs/performance-memory.json``), the Instructions section from
+``benchmarks/instructions.py`` (``docs/performance-instructions.json``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -41,6 +43,8 @@ DEFAULT_SERVERS = (*PEERS, *(f"tricorn-{kind}" for kind in WORKERS))
 RUN_INFO = "run.json"
 CHART = "performance.png"
 MEMORY = "performance-memory.json"  # benchmarks/memory.py's last result, kept in docs/
+MEMORY_WORKERS = "performance-memory-workers.json"  # ... and of memory.py --workers N
+INSTRUCTIONS = "performance-instructions.json"  # benchmarks/instructions.py's last result
 STEAL = "steal.jsonl"  # /proc/stat read during the run: the time the hypervisor took
 STEAL_EVERY = 0.5  # seconds between readings
 
@@ -80,6 +84,15 @@ def bench_argv(args: argparse.Namespace, bench_py: Path, out: Path) -> list[str]
     if args.scenarios:
         argv += ["--scenarios", args.scenarios]
     return argv
+
+
+def _kept(name: str) -> dict[str, Any] | None:
+    """Another run's result kept in docs/ (None: there is none)."""
+    try:
+        kept = json.loads((DOCS / name).read_text())
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) else None
 
 
 def _probe(python: str, code: str) -> str:
@@ -162,12 +175,19 @@ def render(run_dir: Path) -> int:
         cpu_model=saved.get("cpu_model", ""),
         chart=chart,
     )
-    try:  # the Memory section stays, from benchmarks/memory.py's last run
-        memory = json.loads((DOCS / MEMORY).read_text())
-    except (OSError, ValueError):
-        memory = None
+    # The sections of the other runs stay: memory.py's (one process, and
+    # --workers) and instructions.py's, from the results they keep in docs/.
+    memory = _kept(MEMORY)
+    sections = []
+    workers = _kept(MEMORY_WORKERS)
+    if workers is not None:
+        sections.append(report.render_memory(workers))
+    instructions = _kept(INSTRUCTIONS)
+    if instructions is not None:
+        sections.append(report.render_instructions(instructions))
     steal = _steal(report, run_dir)
-    (DOCS / "performance.md").write_text(report.render_markdown(summary, meta, info, memory, steal))
+    page = report.render_markdown(summary, meta, info, memory, steal, sections)
+    (DOCS / "performance.md").write_text(page)
     print(f"wrote docs/performance.md{' and docs/performance.png' if chart else ''} from {run_dir}")
     return 0
 
