@@ -1,4 +1,4 @@
-"""HTTP/1.1 requests read by the runner task itself (trio, cleartext).
+"""HTTP/1.1 requests read by the runner task itself (trio, cleartext and TLS).
 
 Once a whole request went to the connection's runner, the read loop lends
 it the socket: the runner, its call done, reads the next request instead
@@ -6,7 +6,8 @@ of the read loop reading it and waking the runner (``Connection.
 _lend_to_runners``). These tests check that the path is taken where it
 exists and nowhere else, and hold it to what the read loop guarantees: a
 body that comes after its head, pipelined requests, a kept-alive
-connection closed at shutdown. They run on every backend.
+connection closed at shutdown. They run on every backend, over TCP and
+over TLS.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from anyio.streams.tls import TLSStream
 
 from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
 from tricorn.server.connection import Connection
 
-from ..conftest import pure_core_only, running_server
+from ..conftest import TLSFiles, pure_core_only, running_server
 from .test_websocket_limits import TEXT, frame
 
 pytestmark = pytest.mark.anyio
@@ -49,14 +51,40 @@ async def echo(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def connect(url: str) -> anyio.abc.SocketStream:
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    return await anyio.connect_tcp(parts.hostname, parts.port)
+class Transport:
+    """How the tests reach the server: plain TCP, or TLS (the trio worker's
+    runners read through its TLS stream; asyncio's callback decrypts)."""
+
+    def __init__(self, tls_files: TLSFiles | None) -> None:
+        self.tls_files = tls_files
+
+    def settings(self, **settings: Any) -> dict[str, Any]:
+        """The server's settings, with its certificate for TLS."""
+        if self.tls_files is not None:
+            settings |= {"certfile": self.tls_files.certfile, "keyfile": self.tls_files.keyfile}
+        return settings
+
+    async def connect(self, url: str) -> anyio.abc.ByteStream:
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        stream = await anyio.connect_tcp(parts.hostname, parts.port)
+        if self.tls_files is None:
+            return stream
+        return await TLSStream.wrap(
+            stream,
+            hostname="localhost",
+            ssl_context=self.tls_files.client_context,
+            standard_compatible=False,
+        )
 
 
-async def read_responses(client: anyio.abc.SocketStream, count: int) -> list[bytes]:
+@pytest.fixture(params=["tcp", "tls"])
+def transport(request: pytest.FixtureRequest, tls_files: TLSFiles) -> Transport:
+    return Transport(tls_files if request.param == "tls" else None)
+
+
+async def read_responses(client: anyio.abc.ByteStream, count: int) -> list[bytes]:
     """The bodies of ``count`` responses (Content-Length framed)."""
     buffer = b""
     bodies: list[bytes] = []
@@ -78,7 +106,7 @@ def get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
 
-async def warm_up(client: anyio.abc.SocketStream) -> None:
+async def warm_up(client: anyio.abc.ByteStream) -> None:
     """Three requests, one at a time: the runner reads from the second on."""
     for number in range(3):
         await client.send(get(f"/{number}"))
@@ -87,7 +115,7 @@ async def warm_up(client: anyio.abc.SocketStream) -> None:
 
 @pure_core_only  # (a spy on the class)
 async def test_the_runner_reads_the_next_request_on_trio_only(
-    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch, transport: Transport
 ) -> None:
     reads: list[int] = []
     read_next_request = Connection._read_next_request
@@ -98,8 +126,8 @@ async def test_the_runner_reads_the_next_request_on_trio_only(
 
     monkeypatch.setattr(Connection, "_read_next_request", spy)
     with anyio.fail_after(10):
-        async with running_server(echo) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings()) as url:
+            client = await transport.connect(url)
             async with client:
                 for number in range(20):
                     await client.send(get(f"/{number}"))
@@ -110,12 +138,12 @@ async def test_the_runner_reads_the_next_request_on_trio_only(
         assert reads == []
 
 
-async def test_a_body_that_comes_after_its_head_is_read() -> None:
+async def test_a_body_that_comes_after_its_head_is_read(transport: Transport) -> None:
     """The runner reads a head whose body is still to come: the socket
     goes back to the read loop, which reads the body."""
     with anyio.fail_after(10):
-        async with running_server(echo) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings()) as url:
+            client = await transport.connect(url)
             async with client:
                 await warm_up(client)
                 await client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
@@ -126,10 +154,10 @@ async def test_a_body_that_comes_after_its_head_is_read() -> None:
                 assert await read_responses(client, 1) == [b"/after"]
 
 
-async def test_pipelined_requests_are_answered_in_order() -> None:
+async def test_pipelined_requests_are_answered_in_order(transport: Transport) -> None:
     with anyio.fail_after(10):
-        async with running_server(echo) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings()) as url:
+            client = await transport.connect(url)
             async with client:
                 await warm_up(client)
                 await client.send(get("/a") + get("/b") + get("/c"))
@@ -139,13 +167,13 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
                 assert await read_responses(client, 2) == [b"body", b"/d"]
 
 
-async def test_shutdown_closes_a_connection_whose_runner_reads() -> None:
+async def test_shutdown_closes_a_connection_whose_runner_reads(transport: Transport) -> None:
     """A graceful shutdown ends the runner's read at once (the control
     task closes the idle connection; nothing waits for the keep-alive
     timeout)."""
     with anyio.fail_after(10):
-        async with running_server(echo, keep_alive_timeout=30.0) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings(keep_alive_timeout=30.0)) as url:
+            client = await transport.connect(url)
             await warm_up(client)
             started = anyio.current_time()
         # (the server has shut down here)
@@ -155,7 +183,7 @@ async def test_shutdown_closes_a_connection_whose_runner_reads() -> None:
         await client.aclose()
 
 
-async def test_a_websocket_after_requests_is_read() -> None:
+async def test_a_websocket_after_requests_is_read(transport: Transport) -> None:
     """A WebSocket opened on a kept-alive connection by a request the
     runner read: its messages are read (by the read loop, or by the app's
     own receive(), see Connection._lend), not left to the runner."""
@@ -164,8 +192,8 @@ async def test_a_websocket_after_requests_is_read() -> None:
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     with anyio.fail_after(10):
-        async with running_server(echo) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings()) as url:
+            client = await transport.connect(url)
             async with client:
                 await warm_up(client)
                 await client.send(upgrade)
@@ -183,10 +211,12 @@ async def test_a_websocket_after_requests_is_read() -> None:
                     buffer = buffer[2 + len(text) :]
 
 
-async def test_the_keep_alive_timeout_closes_a_connection_whose_runner_reads() -> None:
+async def test_the_keep_alive_timeout_closes_a_connection_whose_runner_reads(
+    transport: Transport,
+) -> None:
     with anyio.fail_after(10):
-        async with running_server(echo, keep_alive_timeout=0.5) as url:
-            client = await connect(url)
+        async with running_server(echo, **transport.settings(keep_alive_timeout=0.5)) as url:
+            client = await transport.connect(url)
             async with client:
                 await warm_up(client)
                 started = anyio.current_time()

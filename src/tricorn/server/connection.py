@@ -183,6 +183,10 @@ class Connection:
         # now, the read loop's wait for it back, and bytes handed back.
         self._interrupt: Callable[[], None] | None = getattr(transport, "interrupt_receive", None)
         self._lendable = self._set_receiver is None and self._interrupt is not None
+        # The runners may read the next request (_lend_to_runners) wherever
+        # the read loop reads: trio's streams, plain or TLS. They need no
+        # interrupt: only the close, which ends their read, takes it back.
+        self._runners_may_read = self._set_receiver is None
         self._lent: Stream | None = None
         self._runners_read = False  # the socket is lent to the runners (_lend_to_runners)
         self._whole = False  # the request _receive_request routed last came whole
@@ -614,7 +618,7 @@ class Connection:
                 # deadline set (_receive_request) or for the control task
                 # to recheck when due (a WebSocket's ping timer).
                 routed = False
-                if self._whole and self._lendable:
+                if self._whole and self._runners_may_read:
                     # The runner the request went to reads the next one
                     # itself when it is done (trio): see _run_streams.
                     given = await self._lend_to_runners()
