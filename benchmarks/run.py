@@ -3,7 +3,8 @@
     python benchmarks/run.py --python /tmp/peers-venv/bin/python
 
 runs the shared side-by-side harness (``../shared/bench/bench.py``, see its
-README) with tricorn's three workers added as servers, interleaved and
+README) with tricorn's three workers added as servers (from this
+checkout's ``src/``; ``--installed``: the venv's copy), interleaved and
 repeated on loopback, then renders ``docs/performance.md`` and
 ``docs/performance.png`` from the run's ``summary.json``. The run's files
 stay in ``benchmarks/results/<time>/``; ``--report-only DIR`` renders them
@@ -31,6 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
+SRC = REPO / "src"
 WORKERS = ("asyncio", "uvloop", "trio")
 TRICORN_CAPS = "h1,h1-tls,h2c,h2-tls,h3,ws"
 TEMPLATE = (
@@ -70,14 +72,20 @@ def bench_argv(args: argparse.Namespace, bench_py: Path, out: Path) -> list[str]
     if args.compiled is not None and COMPILED_PREFIX not in servers:
         servers += "," + ",".join(COMPILED_PREFIX + kind for kind in WORKERS)
     argv += ["--venv", str(Path(args.python).parent.parent), "--servers", servers]
+    apps = args.bench_dir.resolve().parent  # (the harness's apps, as it imports them)
     for kind in WORKERS:
         name = f"tricorn-{kind}"
-        argv += ["--server", f"{name}={TEMPLATE.format(kind=kind)}"]
+        command = TEMPLATE.format(kind=kind)
+        if not args.installed:
+            # This checkout's source, not whatever the venv has installed
+            # (a copy that goes stale with every commit).
+            command = f"env PYTHONPATH={SRC}:{apps} {{python}} -m {command}"
+        argv += ["--server", f"{name}={command}"]
         argv += ["--server-caps", f"{name}={TRICORN_CAPS}"]
         if args.compiled is not None:
             # The same interpreter and venv, importing tricorn from the
-            # compiled tree first (and the harness's apps, as it does).
-            path = f"{args.compiled.resolve()}:{args.bench_dir.resolve().parent}"
+            # compiled tree first.
+            path = f"{args.compiled.resolve()}:{apps}"
             command = f"env PYTHONPATH={path} {{python}} -m " + TEMPLATE.format(kind=kind)
             argv += ["--server", f"{COMPILED_PREFIX}{kind}={command}"]
             argv += ["--server-caps", f"{COMPILED_PREFIX}{kind}={TRICORN_CAPS}"]
@@ -211,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--python",
         default=sys.executable,
         help="interpreter of the venv with the peers and tricorn (default: this one)",
+    )
+    ap.add_argument(
+        "--installed",
+        action="store_true",
+        help="run the venv's installed tricorn (default: this checkout's src/)",
     )
     report.add_compiled_option(ap)
     ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/<time>)")

@@ -14,13 +14,16 @@ from .benchmark_modules import load
 run = load("run")
 
 
-def _args(compiled: Path | None, servers: str = "uvicorn,tricorn-uvloop") -> argparse.Namespace:
+def _args(
+    compiled: Path | None, servers: str = "uvicorn,tricorn-uvloop", installed: bool = False
+) -> argparse.Namespace:
     return argparse.Namespace(
         python="/venv/bin/python",
         repeat=3,
         servers=servers,
         scenarios="h1-hello",
         compiled=compiled,
+        installed=installed,
         bench_dir=Path("/work/shared/bench"),
     )
 
@@ -33,6 +36,17 @@ def test_without_compiled_only_the_three_workers():
     argv = run.bench_argv(_args(None), Path("bench.py"), Path("out"))
     assert argv[argv.index("--servers") + 1] == "uvicorn,tricorn-uvloop"
     assert sorted(_servers(argv)) == ["tricorn-asyncio", "tricorn-trio", "tricorn-uvloop"]
+
+
+def test_the_workers_run_this_checkout_unless_told_to_run_the_installed_copy():
+    """A venv's installed tricorn is a copy of whatever commit it was
+    installed from: by default the harness imports this checkout's src/."""
+    argv = run.bench_argv(_args(None), Path("bench.py"), Path("out"))
+    command = _servers(argv)["tricorn-trio"]
+    assert command.startswith(f"env PYTHONPATH={run.SRC}:/work/shared {{python}} -m tricorn ")
+    assert " -k trio " in command
+    argv = run.bench_argv(_args(None, installed=True), Path("bench.py"), Path("out"))
+    assert _servers(argv)["tricorn-trio"].startswith("tricorn -c {hypercorn_config} ")
 
 
 def test_compiled_adds_a_server_per_worker_importing_the_compiled_tree(tmp_path: Path):
