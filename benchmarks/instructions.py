@@ -4,9 +4,10 @@
 
 Requests per second on a shared virtual machine move by 10-30% between runs
 minutes apart (other tenants, frequency, the hypervisor); the instructions a
-server executes per request do not: they repeat to about 1%. This counts
-them with Valgrind's callgrind, so that a change of a few percent, or the
-trio worker against the asyncio one (issue 7), can be judged on one figure.
+server executes per request move much less: they repeat to within 3%. This
+counts them with Valgrind's callgrind, so that a change of several percent,
+or the trio worker against the asyncio one (issue 7), can be judged on one
+figure.
 
 For each server (``-w 0``) and protocol it starts the server under
 ``valgrind --tool=callgrind --instr-atstart=no`` (start-up is not counted),

@@ -992,12 +992,13 @@ def render_instructions(result: Mapping[str, Any]) -> str:
             "CPU instructions the server executes per request (per echoed message for ws), "
             f"counted by Valgrind's callgrind, measured {result.get('date', '?')}. Unlike "
             "requests per second, which move by 10-30% between runs on a shared virtual "
-            "machine, these repeat to about 1%, so they judge small changes and compare the "
-            "workers: the ratio columns are a worker's speed as a fraction of its asyncio "
-            "worker's (the asyncio worker's count over its own). Issue 7's target for the "
-            f"trio worker is {TRIO_TARGET:g}x (bold: below it). Instructions leave out what "
-            "a count cannot see (cache misses, system-call time, waiting), so they bound the "
-            "req/s ratio rather than predict it. Regenerate with:"
+            "machine, these repeat to within 3% (how many requests each wake-up finds ready "
+            "varies), so they compare the workers: the ratio columns are a worker's speed as "
+            "a fraction of its asyncio worker's (the asyncio worker's count over its own). "
+            f"Issue 7's target for the trio worker is {TRIO_TARGET:g}x (bold: below it). "
+            "A count leaves out what it cannot see (cache misses, the kernel's side of "
+            "system calls, time spent waiting): the req/s above are what clients get, these "
+            "say how much work the server does for it. Regenerate with:"
         ),
         "",
         "```sh",
