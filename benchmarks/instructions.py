@@ -4,7 +4,7 @@
 
 Requests per second on a shared virtual machine move by 10-30% between runs
 minutes apart (other tenants, frequency, the hypervisor); the instructions a
-server executes per request move much less: they repeat to within 3%. This
+server executes per request move much less: within 3% for HTTP. This
 counts them with Valgrind's callgrind, so that a change of several percent,
 or the trio worker against the asyncio one (issue 7), can be judged on one
 figure.
