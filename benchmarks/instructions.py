@@ -287,14 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{p} {n:,}" for p, n in DEFAULT_REQUESTS.items()),
     )
     ap.add_argument("--ports", default="18000-18999", help="port range to bind in")
-    ap.add_argument("--no-docs", dest="docs", action="store_false", help="leave docs/ alone")
-    ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/...)")
-    ap.add_argument(
-        "--report-only",
-        type=Path,
-        metavar="RUN_DIR",
-        help="render docs/ from a finished run's instructions.json, without measuring",
-    )
+    memory.add_output_options(ap, "instructions.json")
     args = ap.parse_args(argv)
     if args.report_only:
         render_docs(json.loads((args.report_only / "instructions.json").read_text()))

@@ -738,6 +738,19 @@ def add_common_options(
     _load_report().add_compiled_option(ap)
 
 
+def add_output_options(ap: argparse.ArgumentParser, result_file: str) -> None:
+    """Where a run writes (``--out``), whether it rewrites docs/, and
+    ``--report-only``: docs/ again from a finished run's ``result_file``."""
+    ap.add_argument("--no-docs", dest="docs", action="store_false", help="leave docs/ alone")
+    ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/...)")
+    ap.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="RUN_DIR",
+        help=f"render docs/ from a finished run's {result_file}, without measuring",
+    )
+
+
 def chosen_servers(
     ap: argparse.ArgumentParser, args: argparse.Namespace, protocols: Sequence[str]
 ) -> tuple[list[str], list[str], str | None]:
@@ -821,14 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="skip the first start per server (bytecode cached by an earlier run)",
     )
-    ap.add_argument("--no-docs", dest="docs", action="store_false", help="leave docs/ alone")
-    ap.add_argument("--out", type=Path, help="run directory (default benchmarks/results/...)")
-    ap.add_argument(
-        "--report-only",
-        type=Path,
-        metavar="RUN_DIR",
-        help="render docs/ from a finished run's memory.json, without measuring",
-    )
+    add_output_options(ap, "memory.json")
     args = ap.parse_args(argv)
     if args.report_only:
         render_docs(json.loads((args.report_only / "memory.json").read_text()))
