@@ -51,7 +51,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 DOCS_JSON = "performance-instructions.json"
-KINDS = ("asyncio", "uvloop", "trio")
 DEFAULT_SERVERS = ("tricorn-asyncio", "tricorn-trio")
 DEFAULT_PROTOCOLS = ("h1", "h1-tls", "h2c", "h2-tls", "h3", "ws")
 # As the shared harness's scenarios: h1-hello, h2c-hello, h3-hello, ws-echo.
@@ -122,14 +121,6 @@ def under_callgrind(argv: Sequence[str], out_file: Path) -> tuple[list[str], dic
         f"--callgrind-out-file={out_file}",
     ]
     return [*tool, *rest], env
-
-
-def worker_pair(server: str) -> str | None:
-    """The asyncio worker of the same build as the trio (or uvloop) worker ``server``."""
-    head, _, kind = server.rpartition("-")
-    if not head.startswith("tricorn") or kind not in KINDS or kind == "asyncio":
-        return None
-    return f"{head}-asyncio"
 
 
 # --------------------------------------------------------------------------- measuring
