@@ -24,6 +24,16 @@ async def hello(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
     await send({"type": "http.response.body", "body": HELLO})
 
 
+async def read_body(receive: ASGIReceive) -> bytes:
+    """The whole request body, read message by message."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 async def echo(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
     """Streams the request body back (chunked)."""
     await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -23,6 +23,7 @@ from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
 from tricorn.server.connection import Connection
 
 from ..conftest import TLSFiles, pure_core_only, running_server
+from .apps import read_body
 from .test_websocket_limits import TEXT, frame
 
 pytestmark = pytest.mark.anyio
@@ -39,13 +40,7 @@ async def echo(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         return
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    body = body or scope["path"].encode()
+    body = await read_body(receive) or scope["path"].encode()
     headers = [(b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from tricorn.server.serve import serve
 
 from ..cli.test_cli_serve import free_port, tricorn
 from ..conftest import TLSFiles, make_config
-from .apps import HELLO, echo, hello, scope_json
+from .apps import HELLO, echo, hello, read_body, scope_json
 from .h3client import H3Client, client_configuration, h3_connect
 from .test_h2_clients import worker_class, write_toml
 
@@ -586,12 +586,7 @@ async def test_niquests_over_http3(tls_files: TLSFiles) -> None:
         if scope["path"] == "/big":
             await big(size)(scope, receive, send)
         elif scope["path"] == "/upload":  # the body read whole, then one answer
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             headers = [(b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
