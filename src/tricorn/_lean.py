@@ -12,6 +12,7 @@ them the modules they drive).
 from __future__ import annotations
 
 import os
+import select
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,15 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream
 
-__all__ = ["AsyncioEvent", "AsyncioStream", "TrioEvent", "TrioStream", "bind_trio", "rest_of"]
+__all__ = [
+    "AsyncioEvent",
+    "AsyncioStream",
+    "EdgePoller",
+    "TrioEvent",
+    "TrioStream",
+    "bind_trio",
+    "rest_of",
+]
 
 # asyncio: bytes read ahead before the transport pauses reading, and the
 # transport's write buffer before a send waits for it to drain.
@@ -117,17 +126,213 @@ _reschedule: Any = None
 _wait_task_rescheduled: Any = None
 _checkpoint: Any = None
 _succeeded: Any = None
+_closed_resource_error: Any = None
 
 
 def bind_trio(trio: Any) -> None:
-    """Look ``trio``'s low-level functions up for :class:`TrioEvent`."""
+    """Look ``trio``'s low-level functions up for :class:`TrioEvent` and
+    :class:`EdgePoller`."""
     global _current_task, _reschedule, _wait_task_rescheduled, _checkpoint, _succeeded
+    global _closed_resource_error
     lowlevel = trio.lowlevel
     _current_task = lowlevel.current_task
     _reschedule = lowlevel.reschedule
     _wait_task_rescheduled = lowlevel.wait_task_rescheduled
     _checkpoint = lowlevel.checkpoint
     _succeeded = lowlevel.Abort.SUCCEEDED
+    _closed_resource_error = trio.ClosedResourceError
+
+
+# (getattr: the names exist only where epoll does, and only there are they used)
+_HANG_UP: Final[int] = (
+    getattr(select, "EPOLLHUP", 0)
+    | getattr(select, "EPOLLRDHUP", 0)
+    | getattr(select, "EPOLLERR", 0)
+)
+
+
+class EdgePoller:
+    """Readiness of a trio run's connection sockets, from one epoll set
+    they join once (edge-triggered), not from trio's own poller.
+
+    ``trio.lowlevel.wait_readable`` arms a one-shot registration on every
+    wait: an ``epoll_ctl`` system call and a dozen Python calls per request
+    (per WebSocket message), where asyncio's selector registers a socket
+    once. Here each socket is added to a private epoll set when its stream
+    is made, edge-triggered, and a task that must wait for its socket parks
+    itself. One of the waiting tasks at a time, the leader, waits (through
+    trio) for the set itself, polls it when it becomes readable, and wakes
+    the tasks whose sockets became readable; an edge nobody waits for is
+    kept (``_ready``), so the next wait on that socket returns at once.
+    When the leader's own socket is ready it hands the lead to another
+    waiting task and returns. So a busy worker makes one ``epoll_ctl`` per
+    batch of ready sockets rather than one per read.
+
+    Edge-triggered means a reader that stops before the socket is empty
+    hears nothing more until new bytes come. The stream's readers stop
+    early only after a short read, which took what there was: bytes that
+    come later make a new edge. Not so the peer's close (or an error),
+    which can come in the same edge as its last bytes: a socket that hung
+    up stays ready for good.
+
+    ``wait_readable`` returns when the socket may be readable, or when
+    :meth:`wake` ended the wait (a close or an interrupt: the stream keeps
+    its own flags for those). Call :func:`bind_trio` first.
+    """
+
+    __slots__ = (
+        "_epoll",
+        "_fd",
+        "_hung_up",
+        "_lead_fd",
+        "_lead_woken",
+        "_leader",
+        "_notify_closing",
+        "_polling",
+        "_ready",
+        "_trio_wait_readable",
+        "_waiters",
+    )
+
+    def __init__(self, trio: Any) -> None:
+        self._epoll = select.epoll()
+        self._fd = self._epoll.fileno()
+        self._waiters: dict[int, Any] = {}  # fd -> the task parked on it
+        self._ready: set[int] = set()  # fds with an edge nobody waited for
+        # ... and those whose peer hung up (or that failed), which stay in
+        # _ready: no edge follows that one, and the reader may not have
+        # read up to the end yet (bytes, then the end, came in one edge).
+        self._hung_up: set[int] = set()
+        self._leader: Any = None  # the task that polls (or is about to)
+        self._lead_fd = -1  # ... and its own socket's fd
+        self._lead_woken = False  # wake() ended the leader's own wait
+        self._polling = False  # the leader waits in trio for the epoll set
+        self._trio_wait_readable = trio.lowlevel.wait_readable
+        self._notify_closing = trio.lowlevel.notify_closing
+
+    def register(self, fd: int) -> None:
+        """Watch ``fd``, a new connection's socket (bytes it holds already
+        count: epoll reports a socket readable when it joins)."""
+        self._ready.discard(fd)  # (a closed socket's, under the same number)
+        self._hung_up.discard(fd)
+        try:
+            self._epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+        except FileExistsError:  # (... never forgotten)
+            self._epoll.modify(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+
+    def forget(self, fd: int) -> None:
+        """Stop watching ``fd``, before its socket is closed; a wait on it ends."""
+        self.wake(fd)
+        self._ready.discard(fd)
+        self._hung_up.discard(fd)
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+    def wake(self, fd: int) -> None:
+        """End a wait on ``fd`` now (it returns as if readable), if one waits."""
+        task = self._waiters.pop(fd, None)
+        if task is not None:
+            _reschedule(task)
+        elif fd == self._lead_fd:
+            self._lead_woken = True
+            if self._polling:
+                self._notify_closing(self._fd)  # ends the leader's wait in trio
+
+    async def wait_readable(self, fd: int) -> None:
+        """Wait until ``fd`` may be readable, or :meth:`wake` is called."""
+        ready = self._ready
+        while True:
+            if fd in ready:
+                if fd not in self._hung_up:
+                    ready.discard(fd)
+                return
+            if self._leader is None:
+                self._leader = _current_task()
+                self._lead_fd = fd
+            else:
+                await self._park(fd)
+                if self._leader is not _current_task():
+                    return  # woken: ready, closed or interrupted
+                # (else handed the lead: made the leader before it was woken)
+            if await self._lead(fd):
+                return
+
+    def _park(self, fd: int) -> Awaitable[Any]:
+        """Park the running task until the leader (or :meth:`wake`) wakes it
+        (what to await: trio's wait itself, no coroutine around it)."""
+        task = _current_task()
+        waiters = self._waiters
+        waiters[fd] = task
+
+        def abort(raise_cancel: Any) -> Any:  # cancelled while parked
+            if waiters.get(fd) is task:
+                del waiters[fd]
+            return _succeeded
+
+        return _wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+
+    async def _lead(self, fd: int) -> bool:
+        """Poll for the waiting tasks until ``fd`` is ready (``True``) or
+        woken; then hand the lead on. ``False``: ``fd`` was marked ready
+        meanwhile (the caller's loop takes it)."""
+        waiters = self._waiters
+        ready = self._ready
+        poll = self._epoll.poll
+        try:
+            while not self._lead_woken:
+                if fd in ready:
+                    return False
+                self._polling = True
+                try:
+                    await self._trio_wait_readable(self._fd)
+                except _closed_resource_error:  # wake() (notify_closing)
+                    continue
+                finally:
+                    self._polling = False
+                mine = False
+                for ready_fd, flags in poll(0):
+                    if flags & _HANG_UP:
+                        self._hung_up.add(ready_fd)
+                        ready.add(ready_fd)
+                    if ready_fd == fd:
+                        mine = True
+                        continue
+                    task = waiters.pop(ready_fd, None)
+                    if task is None:
+                        ready.add(ready_fd)
+                    else:
+                        _reschedule(task)
+                if mine:
+                    return True
+            return True  # woken
+        finally:
+            self._lead_woken = False
+            self._leader = None
+            self._lead_fd = -1
+            if waiters:  # the next leader: any waiting task
+                self._lead_fd, self._leader = waiters.popitem()
+                _reschedule(self._leader)
+
+
+_poller_var: Any = None  # trio.lowlevel.RunVar: each trio run's EdgePoller
+
+
+def _run_poller(trio: Any) -> EdgePoller | None:
+    """The running trio run's :class:`EdgePoller` (made on first use), or
+    ``None`` where there is no epoll (trio's own waits serve there)."""
+    global _poller_var
+    if not hasattr(select, "epoll"):
+        return None
+    if _poller_var is None:
+        _poller_var = trio.lowlevel.RunVar("tricorn_edge_poller")
+    poller: EdgePoller | None = _poller_var.get(None)
+    if poller is None:
+        bind_trio(trio)
+        poller = EdgePoller(trio)
+        _poller_var.set(poller)
+    return poller
 
 
 class TrioEvent(LeanEvent):
@@ -356,6 +561,10 @@ class TrioStream(ByteStream):
         self._stream = stream  # anyio's: its attributes, its close
         self._sock = sock  # the non-blocking socket.socket under it
         self._trio = trio
+        self._fd: int = sock.fileno()
+        self._poller = _run_poller(trio)  # None: trio's own waits (no epoll here)
+        if self._poller is not None:
+            self._poller.register(self._fd)
         self._wait_readable = trio.lowlevel.wait_readable
         self._wait_writable = trio.lowlevel.wait_writable
         self._checkpoint = trio.lowlevel.checkpoint
@@ -389,6 +598,9 @@ class TrioStream(ByteStream):
         if self._closed or self._sock.fileno() < 0:
             return  # (the close itself ends the receive)
         self._interrupted = True
+        if self._poller is not None:
+            self._poller.wake(self._fd)  # (trio's poller does not wait on it)
+            return
         self._interrupts += 1
         self._trio.lowlevel.notify_closing(self._sock)
 
@@ -407,12 +619,15 @@ class TrioStream(ByteStream):
                 # over (a connection that alternates reads and sends, as
                 # an echo does, then never needs a checkpoint of its own).
                 self._eager_reads = self._eager_sends = 0
-                try:
-                    await self._wait_readable(sock)
-                except (OSError, self._trio.ClosedResourceError) as exc:
-                    if self._interrupted and not self._closed:
-                        raise anyio.WouldBlock from None
-                    raise self._error(exc) from exc
+                if self._poller is not None:
+                    await self._poller.wait_readable(self._fd)  # (a close ends it too)
+                else:
+                    try:
+                        await self._wait_readable(sock)
+                    except (OSError, self._trio.ClosedResourceError) as exc:
+                        if self._interrupted and not self._closed:
+                            raise anyio.WouldBlock from None
+                        raise self._error(exc) from exc
                 if self._interrupted:  # (readable before the interrupt: read later)
                     raise anyio.WouldBlock
             if self._closed:
@@ -504,5 +719,8 @@ class TrioStream(ByteStream):
             raise self._error(exc) from exc
 
     async def aclose(self) -> None:
-        self._closed = True
-        await self._stream.aclose()  # wakes a task waiting on the socket
+        if not self._closed:
+            self._closed = True
+            if self._poller is not None:
+                self._poller.forget(self._fd)  # wakes a task waiting to read
+        await self._stream.aclose()  # wakes a task waiting on the socket in trio

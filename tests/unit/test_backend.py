@@ -271,6 +271,202 @@ def gc_state() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("gc_state")
+@asynccontextmanager
+async def pairs(n: int) -> AsyncIterator[list[tuple[ByteStream, SocketStream]]]:
+    """``n`` wrapped server-side streams and their plain client sides."""
+    multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    (listener,) = multi.listeners
+    made: list[tuple[ByteStream, SocketStream]] = []
+    async with multi:
+        port = listener.extra(SocketAttribute.local_port)
+        try:
+            for _ in range(n):
+                client = await anyio.connect_tcp("127.0.0.1", port)
+                accepted = await listener.accept()  # type: ignore[attr-defined]
+                made.append((_backend.wrap(accepted), client))
+            yield made
+        finally:
+            for server, client in made:
+                await server.aclose()
+                await client.aclose()
+
+
+def _poller(stream: ByteStream) -> Any:
+    poller = stream._poller  # type: ignore[attr-defined]
+    if poller is None:
+        pytest.skip("no epoll here: trio's own waits")
+    return poller
+
+
+@pytest.mark.anyio
+async def test_many_waiting_receives_each_get_their_own_bytes() -> None:
+    """Twenty streams wait at once (one of them polls for all); bytes sent
+    to them in shuffled order, three rounds, reach each its own reader."""
+    import random
+
+    async with pairs(20) as streams:
+        got: dict[int, list[bytes]] = {i: [] for i in range(len(streams))}
+
+        async def read(i: int) -> None:
+            for _ in range(3):
+                got[i].append(await streams[i][0].receive())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(len(streams)):
+                    tg.start_soon(read, i)
+                for round_ in range(3):
+                    await anyio.wait_all_tasks_blocked()
+                    order = list(range(len(streams)))
+                    random.shuffle(order)
+                    for i in order:
+                        await streams[i][1].send(b"%d:%d" % (i, round_))
+        assert got == {i: [b"%d:%d" % (i, r) for r in range(3)] for i in got}
+
+
+@pytest.mark.anyio
+async def test_one_trio_wait_per_batch_not_per_stream() -> None:
+    """The point of the edge poller: twenty streams waiting and woken
+    together make a few waits in trio's poller (the leader's, for the
+    shared epoll set), not one each as trio's ``wait_readable`` would."""
+    async with pairs(20) as streams:
+        poller = _poller(streams[0][0])
+        calls = 0
+        trio_wait = poller._trio_wait_readable
+
+        async def counting(fd: int) -> None:
+            nonlocal calls
+            calls += 1
+            await trio_wait(fd)
+
+        poller._trio_wait_readable = counting
+        with anyio.fail_after(10):
+            for _ in range(5):
+                async with anyio.create_task_group() as tg:
+                    for server, _client in streams:
+                        tg.start_soon(server.receive)
+                    await anyio.wait_all_tasks_blocked()
+                    for _server, client in streams:  # (no yield between)
+                        client.extra(SocketAttribute.raw_socket).send(b"x")
+        assert 5 <= calls <= 10  # (100 with a wait per stream)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("end", ["cancel", "close", "interrupt"])
+async def test_the_lead_passes_on_when_the_leader_stops_waiting(end: str) -> None:
+    """Whichever way the polling task's wait ends -- cancelled, its stream
+    closed, its receive interrupted -- another waiting task takes over
+    the polling, and the others' bytes still reach them."""
+    async with pairs(4) as streams:
+        poller = _poller(streams[0][0])
+        got: list[bytes] = []
+        ended: list[str] = []
+        scopes: list[anyio.CancelScope] = []
+
+        async def read(i: int) -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                try:
+                    got.append(await streams[i][0].receive())
+                except (anyio.WouldBlock, anyio.ClosedResourceError) as exc:
+                    ended.append(type(exc).__name__)
+                    return
+            if scope.cancelled_caught:
+                ended.append("cancelled")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(read, i)
+                    await anyio.wait_all_tasks_blocked()
+                first = streams[0][0]
+                assert poller._leader is not None
+                assert poller._lead_fd == first._fd  # type: ignore[attr-defined]
+                if end == "cancel":
+                    scopes[0].cancel()
+                elif end == "close":
+                    await first.aclose()
+                else:
+                    first.interrupt_receive()  # type: ignore[attr-defined]
+                await anyio.wait_all_tasks_blocked()
+                assert ended == [
+                    {"cancel": "cancelled", "close": "ClosedResourceError"}.get(end, "WouldBlock")
+                ]
+                assert poller._leader is not None
+                assert poller._lead_fd != first._fd  # type: ignore[attr-defined]
+                for i in range(1, 4):
+                    await streams[i][1].send(b"%d" % i)
+        assert sorted(got) == [b"1", b"2", b"3"]
+        assert poller._leader is None
+        assert not poller._waiters
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("end", ["close", "interrupt"])
+async def test_a_parked_receive_ends_on_close_and_interrupt(end: str) -> None:
+    """A receive parked behind the polling task (not the one polling) ends
+    at once on its stream's close or interrupt; the others wait on."""
+    async with pairs(3) as streams:
+        ended: list[str] = []
+
+        async def read(i: int) -> None:
+            try:
+                await streams[i][0].receive()
+            except (anyio.WouldBlock, anyio.ClosedResourceError) as exc:
+                ended.append(f"{i}:{type(exc).__name__}")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(read, i)
+                    await anyio.wait_all_tasks_blocked()
+                last: Any = streams[2][0]
+                if end == "close":
+                    await last.aclose()
+                else:
+                    last.interrupt_receive()
+                await anyio.wait_all_tasks_blocked()
+                assert ended == ["2:ClosedResourceError" if end == "close" else "2:WouldBlock"]
+                await streams[0][1].send(b"a")
+                await streams[1][1].send(b"b")
+        assert len(ended) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("role", ["leader", "parked"])
+async def test_bytes_and_the_end_in_one_edge_are_both_read(role: str) -> None:
+    """The peer's last bytes and its close can come in one edge; the read
+    of the bytes is short, so the next receive waits first, and must not
+    wait for an edge that never comes: it gets the end of the stream."""
+    async with pairs(2) as streams:
+        (server, client), (other, _other_client) = streams
+        _poller(server)
+        await client.send(b"x")
+        assert await server.receive() == b"x"  # a short read: the next one waits first
+        got: list[bytes] = []
+
+        async def read_to_the_end() -> None:
+            try:
+                while True:
+                    got.append(await server.receive())
+            except anyio.EndOfStream:
+                got.append(b"<end>")
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                if role == "parked":
+                    tg.start_soon(other.receive)  # (the leader: waits first)
+                    await anyio.wait_all_tasks_blocked()
+                tg.start_soon(read_to_the_end)
+                await anyio.wait_all_tasks_blocked()
+                raw = client.extra(SocketAttribute.raw_socket)
+                raw.send(b"last")
+                raw.shutdown(socket.SHUT_WR)  # (no yield between: one edge)
+                await anyio.wait_all_tasks_blocked()
+                tg.cancel_scope.cancel()  # (the other's receive)
+        assert got == [b"last", b"<end>"]
+
+
 def test_gc_tuned_for_serving() -> None:
     gc.set_threshold(700, 10, 10)
     gc.enable()
