@@ -273,6 +273,18 @@ class EdgePoller:
 
         return _wait_task_rescheduled(abort)  # type: ignore[no-any-return]
 
+    async def _wait_for_the_set(self) -> bool:
+        """Wait in trio until the epoll set is readable (``True``) or
+        :meth:`wake` ended the wait (``False``)."""
+        self._polling = True
+        try:
+            await self._trio_wait_readable(self._fd)
+        except _closed_resource_error:  # (notify_closing)
+            return False
+        finally:
+            self._polling = False
+        return True
+
     async def _lead(self, fd: int) -> bool:
         """Poll for the waiting tasks until ``fd`` is ready (``True``) or
         woken; then hand the lead on. ``False``: ``fd`` was marked ready
@@ -284,13 +296,8 @@ class EdgePoller:
             while not self._lead_woken:
                 if fd in ready:
                     return False
-                self._polling = True
-                try:
-                    await self._trio_wait_readable(self._fd)
-                except _closed_resource_error:  # wake() (notify_closing)
-                    continue
-                finally:
-                    self._polling = False
+                if not await self._wait_for_the_set():
+                    continue  # woken (the loop's test ends it)
                 mine = False
                 for ready_fd, flags in poll(0):
                     if flags & _HANG_UP:
