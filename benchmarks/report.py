@@ -1001,10 +1001,17 @@ def render_instructions(result: Mapping[str, Any]) -> str:
             "A count leaves out what it cannot see (cache misses, the kernel's side of "
             "system calls, time spent waiting): the req/s above are what clients get, these "
             "say how much work the server does for it. The two disagree most for the trio "
-            "worker, which spends more time per instruction: on HTTP/1.1 at 64 connections "
-            "its user CPU per request was 1.3-1.6x the asyncio worker's (2026-11-29, "
-            "`/proc/PID/stat` over 60,000 requests, three pairs of runs) against 1.12x its "
-            "instructions. Regenerate with:"
+            "worker, which spends more time per instruction the more connections it "
+            "serves: before the edge poller, its CPU per HTTP/1.1 request was 1.05-1.19x "
+            "the asyncio worker's at 4 connections but 1.3-1.5x at 16 and 64 (2026-11-29, "
+            "pairs of runs, CPU time from `/proc/PID/schedstat`), against 1.12x its "
+            "instructions and as many Python calls per request (187 against 183). At 64 "
+            "connections the very same C code, httptools' parser on the same bytes, took "
+            "1.5-1.9x as long per request in the trio worker (`perf record`, three pairs), "
+            "so the difference is in how the processor runs trio's pattern (64 tasks each "
+            "resumed through its own stack of coroutine frames), not in more work; callgrind's "
+            "simulated caches (L1, and a 2 MiB last level) and huge pages did not show it. "
+            "Regenerate with:"
         ),
         "",
         "```sh",
