@@ -248,21 +248,21 @@ class EdgePoller:
                 if fd not in self._hung_up:
                     ready.discard(fd)
                 return
+            task = _current_task()
             if self._leader is None:
-                self._leader = _current_task()
+                self._leader = task
                 self._lead_fd = fd
             else:
-                await self._park(fd)
-                if self._leader is not _current_task():
+                await self._park(fd, task)
+                if self._leader is not task:
                     return  # woken: ready, closed or interrupted
                 # (else handed the lead: made the leader before it was woken)
             if await self._lead(fd):
                 return
 
-    def _park(self, fd: int) -> Awaitable[Any]:
-        """Park the running task until the leader (or :meth:`wake`) wakes it
-        (what to await: trio's wait itself, no coroutine around it)."""
-        task = _current_task()
+    def _park(self, fd: int, task: Any) -> Awaitable[Any]:
+        """Park ``task``, the running one, until the leader (or :meth:`wake`)
+        wakes it (what to await: trio's wait itself, no coroutine around it)."""
         waiters = self._waiters
         waiters[fd] = task
 
@@ -556,7 +556,8 @@ class TrioStream(ByteStream):
     takes at once still parks the task and runs a whole scheduler batch
     (and an ``epoll_wait``) before it returns, which is most of the cost
     of streaming a body in 64 KiB chunks. Here ``send`` and ``receive``
-    call the non-blocking socket directly and wait (``wait_writable``,
+    call the non-blocking socket directly and wait (``wait_writable``; for
+    reads the run's :class:`EdgePoller` where there is epoll, else
     ``wait_readable``) only when it would block. So that a busy connection
     cannot starve the others, every ``_MAX_EAGER`` calls that did not wait
     yield once (a receive that waits counts as that yield for both).
