@@ -253,9 +253,17 @@ def wait_healthy(stats: Path, server: str = "t1") -> None:
     """Until the last check passed and HAProxy counts the server up: under
     load a check can time out (its timeout is ``inter``, 100 ms), and a
     server marked down needs ``rise`` (2) passed checks before HAProxy
-    sends it requests again (a 503 meanwhile)."""
+    sends it requests again (a 503 meanwhile). HAProxy may make its stats
+    socket a moment after it listens on the front port: until then the
+    status is that error."""
     deadline = time.monotonic() + TIMEOUT
-    while (status := check_status(stats).get(server)) != "L7OK UP":
+    while True:
+        try:
+            status = check_status(stats).get(server)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            status = f"no stats socket yet ({exc.strerror})"
+        if status == "L7OK UP":
+            return
         if time.monotonic() > deadline:
             pytest.fail(f"HAProxy's check of {server}: {status}")
         time.sleep(0.1)
