@@ -22,20 +22,30 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
-async def pair() -> AsyncIterator[tuple[ByteStream, SocketStream]]:
-    """A wrapped server-side stream and the plain client side."""
+async def pairs(n: int) -> AsyncIterator[list[tuple[ByteStream, SocketStream]]]:
+    """``n`` wrapped server-side streams and their plain client sides."""
     multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
     (listener,) = multi.listeners
+    made: list[tuple[ByteStream, SocketStream]] = []
     async with multi:
         port = listener.extra(SocketAttribute.local_port)
-        client = await anyio.connect_tcp("127.0.0.1", port)
-        accepted = await listener.accept()  # type: ignore[attr-defined]
-        server = _backend.wrap(accepted)
         try:
-            yield server, client
+            for _ in range(n):
+                client = await anyio.connect_tcp("127.0.0.1", port)
+                accepted = await listener.accept()  # type: ignore[attr-defined]
+                made.append((_backend.wrap(accepted), client))
+            yield made
         finally:
-            await server.aclose()
-            await client.aclose()
+            for server, client in made:
+                await server.aclose()
+                await client.aclose()
+
+
+@asynccontextmanager
+async def pair() -> AsyncIterator[tuple[ByteStream, SocketStream]]:
+    """A wrapped server-side stream and the plain client side."""
+    async with pairs(1) as (only,):
+        yield only
 
 
 @pytest.mark.anyio
@@ -271,26 +281,6 @@ def gc_state() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("gc_state")
-@asynccontextmanager
-async def pairs(n: int) -> AsyncIterator[list[tuple[ByteStream, SocketStream]]]:
-    """``n`` wrapped server-side streams and their plain client sides."""
-    multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    (listener,) = multi.listeners
-    made: list[tuple[ByteStream, SocketStream]] = []
-    async with multi:
-        port = listener.extra(SocketAttribute.local_port)
-        try:
-            for _ in range(n):
-                client = await anyio.connect_tcp("127.0.0.1", port)
-                accepted = await listener.accept()  # type: ignore[attr-defined]
-                made.append((_backend.wrap(accepted), client))
-            yield made
-        finally:
-            for server, client in made:
-                await server.aclose()
-                await client.aclose()
-
-
 def _poller(stream: ByteStream) -> Any:
     poller = stream._poller  # type: ignore[attr-defined]
     if poller is None:
