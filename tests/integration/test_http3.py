@@ -18,6 +18,7 @@ import pytest
 
 from tricorn import _backend
 from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
+from tricorn.protocol.http3 import H3Adapter
 from tricorn.server.serve import serve
 
 from ..cli.test_cli_serve import free_port, tricorn
@@ -302,6 +303,42 @@ async def test_100_concurrent_streams(tls_files: TLSFiles) -> None:
     for i, response in enumerate(responses):
         assert response.status == 200
         assert bytes(response.body) == str(i).encode() * 100
+
+
+async def test_a_small_response_is_queued_for_the_read_loop_to_send(
+    tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole small response (head, body and end: one event) is queued in
+    the adapter and the app's send returns at once; the connection's read
+    loop builds the datagrams once for every response of the round. (The
+    app's task building them itself cost a ``datagrams_to_send`` per
+    response, which walks every stream and mostly found the datagrams
+    gone already: 16% of an HTTP/3 request's instructions.)"""
+    calls = 0
+    original = H3Adapter.datagrams_to_send
+
+    def counting(self: H3Adapter, now: float) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(self, now)
+
+    monkeypatch.setattr(H3Adapter, "datagrams_to_send", counting)
+    during_send: list[int] = []
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        before = calls
+        await send({"type": "http.response.body", "body": HELLO})
+        during_send.append(calls - before)
+
+    async with running_h3(app, tls_files) as server, server.connect() as client:
+        responses = [await client.send_request("GET", f"/{i}") for i in range(8)]
+        with anyio.fail_after(10):
+            for response in responses:
+                await response.done.wait()
+    assert [(r.status, bytes(r.body)) for r in responses] == [(200, HELLO)] * 8
+    assert len(during_send) >= 8  # (and the connect's own request)
+    assert during_send == [0] * len(during_send)
 
 
 async def test_garbage_datagrams_do_not_hurt(tls_files: TLSFiles) -> None:

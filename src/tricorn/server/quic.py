@@ -49,7 +49,7 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup
 
 from ..errors import ClientDisconnected
-from ..protocol.events import ConnectionInfo, EndData, Event, Request, Trailers
+from ..protocol.events import ConnectionInfo, EndData, Event, Request, Response, Trailers
 from ..protocol.http3 import H3Adapter
 from ..protocol.quic import NewConnection, QuicDispatcher, Reply, Routed
 from .connection import Connection
@@ -306,8 +306,12 @@ class QuicConnection(Connection):
         for the responses of a round, no task switch per response. (Its
         task yields anyway when it returns. Other sends take the core's
         path: a checkpoint, then a flush.)"""
-        last = type(events[-1])
-        if (last is not EndData and last is not Trailers) or stream.websocket:
+        last = events[-1]
+        if type(last) is Response:  # (a small response whole: head, body and end)
+            final = last.end
+        else:
+            final = type(last) is EndData or type(last) is Trailers
+        if not final or stream.websocket:
             await super().send_events(events, stream)
             return
         if self._closed:
