@@ -280,7 +280,6 @@ def gc_state() -> Iterator[None]:
     (gc.enable if enabled else gc.disable)()
 
 
-@pytest.mark.usefixtures("gc_state")
 def _poller(stream: ByteStream) -> Any:
     poller = stream._poller  # type: ignore[attr-defined]
     if poller is None:
@@ -457,6 +456,7 @@ async def test_bytes_and_the_end_in_one_edge_are_both_read(role: str) -> None:
         assert got == [b"last", b"<end>"]
 
 
+@pytest.mark.usefixtures("gc_state")
 def test_gc_tuned_for_serving() -> None:
     gc.set_threshold(700, 10, 10)
     gc.enable()
