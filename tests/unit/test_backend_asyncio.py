@@ -5,6 +5,9 @@ uvloop."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -268,6 +271,39 @@ async def test_small_reads_allocate_no_read_sized_buffer() -> None:
             finally:
                 tracemalloc.stop()
         assert peak < 64 * 1024  # a fresh read-sized buffer would be 256 KiB
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_the_shared_read_buffer_is_resident_only_where_reads_filled_it() -> None:
+    """The shared buffer is an anonymous mapping, not a bytearray (which the
+    allocator zeroes: 256 KiB resident in every idle worker). Until a read
+    fills its pages they are the kernel's zero page. Measured in a fresh
+    interpreter, around the first build of the protocol class."""
+    script = textwrap.dedent(
+        """
+        import asyncio, mmap, os
+        from tricorn import _backend
+
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+        before = rss()
+        cls = _backend._buffered_protocol()
+        built = rss() - before
+        # The buffer as the transport sees it: fill it, as a large read would.
+        buffer = cls.get_buffer(None, -1)
+        buffer[:] = b"x" * len(buffer)
+        print(built, rss() - before, len(buffer))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    built, filled, size = (int(n) for n in out)
+    assert size == _backend._READ_SIZE
+    assert built < 64 * 1024, built  # a zeroed bytearray: 256 KiB
+    assert filled >= size - 64 * 1024, filled  # the measure sees the pages once written
 
 
 async def test_reads_past_the_shared_buffer_arrive_whole_and_in_order() -> None:
