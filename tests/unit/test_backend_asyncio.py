@@ -281,12 +281,12 @@ def test_the_shared_read_buffer_is_resident_only_where_reads_filled_it() -> None
     interpreter, around the first build of the protocol class."""
     script = textwrap.dedent(
         """
-        import asyncio, mmap, os
+        import asyncio, mmap
         from tricorn import _backend
 
         def rss():
             with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                return int(f.read().split()[1]) * mmap.PAGESIZE
 
         before = rss()
         cls = _backend._buffered_protocol()
