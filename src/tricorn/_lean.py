@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import select
 import socket
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -377,6 +376,21 @@ class TrioEvent(LeanEvent):
         await _wait_task_rescheduled(abort)
 
 
+def _attribute_values(attributes: Mapping[Any, Callable[[], Any]]) -> dict[Any, Any]:
+    """The values of typed attributes (those that raise are left out)."""
+    values: dict[Any, Any] = {}
+    for key, get in attributes.items():
+        try:
+            values[key] = get()
+        except OSError:  # (e.g. the peer's address once it has reset)
+            pass
+    return values
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
 class AsyncioStream(ByteStream):
     """An anyio byte stream driving an asyncio transport directly."""
 
@@ -393,8 +407,13 @@ class AsyncioStream(ByteStream):
         self._asyncio = asyncio
         self._loop = asyncio.get_running_loop()
         self._transport = transport
-        self._extra = stream.extra_attributes
-        self._chunks: deque[bytes] = deque(old_protocol.read_queue)
+        # The typed attributes' values, read once (they do not change on a
+        # connected socket): anyio's getters would keep its stream alive, and
+        # with it the protocol this one replaces and that protocol's buffers.
+        self._extra = _attribute_values(stream.extra_attributes)
+        # (A list: most connections never queue more than a chunk or two,
+        # and an empty deque takes a block of 64 slots.)
+        self._chunks: list[bytes] = list(old_protocol.read_queue)
         self._buffered = sum(len(chunk) for chunk in self._chunks)
         self._eof = bool(old_protocol.is_at_eof)
         self._error: BaseException | None = old_protocol.exception
@@ -413,7 +432,7 @@ class AsyncioStream(ByteStream):
 
     @property
     def extra_attributes(self) -> Any:
-        return self._extra
+        return {key: _constant(value) for key, value in self._extra.items()}
 
     def set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
         """While a :meth:`receive` waits (nothing is buffered), bytes that
@@ -479,9 +498,9 @@ class AsyncioStream(ByteStream):
                 raise anyio.BrokenResourceError from self._error
             raise anyio.EndOfStream
         self._eager += 1
-        chunk = self._chunks.popleft()
+        chunk = self._chunks.pop(0)
         if len(chunk) > max_bytes:
-            self._chunks.appendleft(chunk[max_bytes:])
+            self._chunks.insert(0, chunk[max_bytes:])
             chunk = chunk[:max_bytes]
         self._buffered -= len(chunk)
         if self._reading_paused and self._buffered <= READ_HIGH_WATER // 2:

@@ -12,6 +12,8 @@ over TLS.
 
 from __future__ import annotations
 
+import gc
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from anyio.streams.tls import TLSStream
 
 from tricorn.asgi.types import ASGIReceive, ASGISend, Scope
 from tricorn.server.connection import Connection
+from tricorn.server.streams import Stream
 
 from ..conftest import TLSFiles, pure_core_only, running_server
 from .apps import read_body
@@ -218,3 +221,33 @@ async def test_the_keep_alive_timeout_closes_a_connection_whose_runner_reads(
                 with pytest.raises(anyio.EndOfStream):
                     await client.receive()
                 assert 0.4 < anyio.current_time() - started < 3
+
+
+def _alive(kind: type) -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
+
+
+async def test_an_idle_kept_alive_connection_keeps_nothing_of_its_requests(
+    transport: Transport,
+) -> None:
+    """Between requests the runner parks holding no stream (nor, with it,
+    the request and its headers), and the asyncio transport's stream keeps
+    nothing of the anyio stream and protocol it replaced: per idle
+    connection, memory that a server with many of them would pay for
+    every one (a kilobyte or two each)."""
+    protocols: list[type] = []
+    if "asyncio" in sys.modules:
+        from anyio._backends._asyncio import StreamProtocol
+
+        protocols.append(StreamProtocol)
+    with anyio.fail_after(10):  # (well within the keep-alive timeout: the connection stays)
+        async with running_server(echo, **transport.settings(keep_alive_timeout=60)) as url:
+            client = await transport.connect(url)
+            async with client:
+                await warm_up(client)
+                for kind, allowed in ((Stream, 0), *((kind, 1) for kind in protocols)):
+                    # (the runner parks once its response is written; the
+                    # client's own connection has a StreamProtocol)
+                    while _alive(kind) > allowed:
+                        await anyio.sleep(0.01)

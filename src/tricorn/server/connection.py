@@ -769,25 +769,24 @@ class Connection:
         finally:
             self._runners_read = False
 
-    async def _read_next_request(self, slot: _RunnerSlot) -> tuple[Stream, Request] | None:
-        """A runner with the socket lent (_lend_to_runners) reads: the next
-        request, handed to its own ``slot`` by _receive_request, or
-        ``None`` with the socket given back (anything else read; a body
-        still to come, which the read loop reads)."""
+    async def _read_next_request(self, slot: _RunnerSlot) -> bool:
+        """A runner with the socket lent (_lend_to_runners) reads: ``True``
+        when the next request was handed to its own ``slot`` by
+        _receive_request, ``False`` with the socket given back (anything
+        else read; a body still to come, which the read loop reads)."""
         try:
             data = await self.transport.receive(self._read_size)
         except _BROKEN:
             data = b""
         if data and self._receive_request(data):
-            work, slot.work = slot.work, None  # (its connection's only runner)
-            assert work is not None
+            assert slot.work is not None  # (its connection's only runner)
             slot.event = self.new_event()  # (set by assign: not waited on)
             if not self._whole:
                 self._return_socket()
-            return work
+            return True
         self._given = data
         self._return_socket()
-        return None
+        return False
 
     def _reclaim(self) -> None:
         """The read loop reads again -- unless the app's task reads now:
@@ -921,57 +920,58 @@ class Connection:
             self._idle_runners.pop().assign(stream, request)
             return
         assert self._tg is not None
-        self._tg.start_soon(self._runner, stream, request)
-
-    async def _runner(self, stream: Stream, request: Request) -> None:
-        """Run streams one after another; park between them (HTTP/1.1 reuses
-        one runner for every request of the connection)."""
         slot = _RunnerSlot(self.new_event)
-        work: tuple[Stream, Request] | None = (stream, request)
-        while work is not None:
-            if not self._multiplexed:
-                work = await self._run_streams(slot, work, None)
-                continue
+        slot.work = (stream, request)
+        self._tg.start_soon(self._runner, slot)
+
+    async def _runner(self, slot: _RunnerSlot) -> None:
+        """Run the streams handed to ``slot`` one after another; park
+        between them (HTTP/1.1 reuses one runner for every request of the
+        connection). The work is taken from the slot, never held in this
+        task's frames while it parks: an idle kept-alive connection keeps
+        nothing of its last request (its stream, its request and headers)."""
+        if not self._multiplexed and not await self._run_streams(slot, None):
+            return
+        while True:
             # A reset by the peer cancels the call of that stream alone. The
             # scope is the runner's, entered once for all the streams it
             # runs (a scope per stream cost a tenth of a small HTTP/2
             # request, a sixth under trio); a reset spends it, and the
             # runner ends with it (a new one starts for the next stream).
-            current, work = work, None
+            again = False  # (stays so when the scope catches a reset's cancellation)
             with self.new_scope() as scope:
-                work = await self._run_streams(slot, current, scope)
+                again = await self._run_streams(slot, scope)
+            if not again:
+                return
 
-    async def _run_streams(
-        self, slot: _RunnerSlot, work: tuple[Stream, Request], scope: anyio.CancelScope | None
-    ) -> tuple[Stream, Request] | None:
-        """Run ``work`` and the streams handed to ``slot`` after it. Returns
-        ``None`` when the runner is done (the connection is over, or a reset
-        cancelled ``scope``), or the next work when it needs a scope it
-        does not have (the connection switched to HTTP/2)."""
+    async def _run_streams(self, slot: _RunnerSlot, scope: anyio.CancelScope | None) -> bool:
+        """Run the work in ``slot`` and the streams handed to it after it.
+        ``False`` when the runner is done (the connection is over, or a
+        reset cancelled ``scope``); ``True`` when the next work, left in
+        the slot, needs a scope this runner does not have (the connection
+        switched to HTTP/2)."""
         while True:
-            stream, request = work
-            stream.scope = scope
-            await self._run_stream(stream, request)
+            await self._run_stream(slot, scope)
             if self._closed or (scope is not None and scope.cancel_called):
-                return None
+                return False
             self._idle_runners.append(slot)
-            if self._runners_read and not self._closed:
-                lent_work = await self._read_next_request(slot)
-                if lent_work is not None:
-                    work = lent_work
-                    continue
+            if self._runners_read and not self._closed and await self._read_next_request(slot):
+                continue
             # (slot.wait() inlined: a coroutine less to create and to pass
             # through on every wake-up, once per request)
             await slot.event.wait()
             slot.event = self.new_event()
-            next_work, slot.work = slot.work, None
-            if next_work is None:
-                return None
+            if slot.work is None:
+                return False
             if scope is None and self._multiplexed:
-                return next_work
-            work = next_work
+                return True
 
-    async def _run_stream(self, stream: Stream, request: Request) -> None:
+    async def _run_stream(self, slot: _RunnerSlot, cancel_scope: anyio.CancelScope | None) -> None:
+        """Run the work in ``slot``, taken from it (see _runner)."""
+        work, slot.work = slot.work, None
+        assert work is not None
+        stream, request = work
+        stream.scope = cancel_scope
         ctx = self.ctx
         cycle: HTTPCycle | WebSocketCycle
         if request.protocol == "websocket":

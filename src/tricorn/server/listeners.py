@@ -109,11 +109,13 @@ class Listener:
             client.close()
             self.ctx.started()
             raise
+        if self.ctx.io is not None:
+            # (Here: this frame holds the stream it passes on for the
+            # connection's life, and anyio's stream is garbage once wrapped.)
+            stream = self.ctx.io.wrap(stream)
         await self._handle(stream)
 
     async def _handle(self, stream: ByteStream) -> None:
-        if self.ctx.io is not None:
-            stream = self.ctx.io.wrap(stream)
         config = self.ctx.config
         transport: ByteStream = stream
         proxied: ProxyHeader | None = None
