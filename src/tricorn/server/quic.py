@@ -197,6 +197,16 @@ class _NoStream(ByteStream):
 class QuicConnection(Connection):
     """One QUIC connection: the core's connection over datagrams."""
 
+    # (See Connection.__slots__.)
+    __slots__ = (
+        "_arrived",
+        "_endpoint",
+        "_flush_due",
+        "_hold",
+        "_inbox",
+        "_routes",
+    )
+
     adapter: H3Adapter
     quic = True
 
