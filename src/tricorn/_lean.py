@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -411,9 +412,11 @@ class AsyncioStream(ByteStream):
         # connected socket): anyio's getters would keep its stream alive, and
         # with it the protocol this one replaces and that protocol's buffers.
         self._extra = _attribute_values(stream.extra_attributes)
-        # (A list: most connections never queue more than a chunk or two,
-        # and an empty deque takes a block of 64 slots.)
-        self._chunks: list[bytes] = list(old_protocol.read_queue)
+        # (A deque, though an empty one takes a block of 64 slots: a client
+        # that trickles single bytes while the app holds off reading can
+        # queue tens of thousands of chunks here, which a list would shift
+        # one by one as they are taken.)
+        self._chunks: deque[bytes] = deque(old_protocol.read_queue)
         self._buffered = sum(len(chunk) for chunk in self._chunks)
         self._eof = bool(old_protocol.is_at_eof)
         self._error: BaseException | None = old_protocol.exception
@@ -498,9 +501,9 @@ class AsyncioStream(ByteStream):
                 raise anyio.BrokenResourceError from self._error
             raise anyio.EndOfStream
         self._eager += 1
-        chunk = self._chunks.pop(0)
+        chunk = self._chunks.popleft()
         if len(chunk) > max_bytes:
-            self._chunks.insert(0, chunk[max_bytes:])
+            self._chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
         self._buffered -= len(chunk)
         if self._reading_paused and self._buffered <= READ_HIGH_WATER // 2:
