@@ -54,9 +54,13 @@ DEFAULT_SERVERS = (
     "tricorn-uvloop",
     "tricorn-trio",
 )
-PROTOCOLS = ("h1", "h1-tls", "h2c")
+PROTOCOLS = ("h1", "h1-tls", "h2c", "ws")
 DEFAULT_LOW = 500
 DEFAULT_HIGH = 1500
+WS_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 BATCH = 50  # connections whose requests are sent before their responses are read
 SETTLE = 1.0  # seconds between the last response and a reading
 NONE = "\u2013"  # (an en dash: nothing to show)
@@ -93,10 +97,13 @@ def per_connection_kib(low_kib: int | None, high_kib: int | None, added: int) ->
 
 
 def response_complete(data: bytes) -> bool:
-    """Whether ``data`` holds a whole HTTP/1.1 response framed by Content-Length."""
+    """Whether ``data`` holds a whole HTTP/1.1 response framed by Content-Length
+    (or a head without a body: a ``101``)."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return False
+    if data.startswith(b"HTTP/1.1 101"):
+        return True
     for line in data[:end].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
@@ -123,7 +130,8 @@ def render(result: Mapping[str, Any]) -> str:
             f"{result.get('date', '?')}: RSS with {result.get('high', '?'):,} connections less "
             f"RSS with {result.get('low', '?'):,}, over the difference. Each connection made one "
             "request and read its response (`GET /`, the hello app): an HTTP/1.1 keep-alive "
-            "between requests, an HTTP/2 connection with no stream open. Regenerate with:"
+            "between requests, an HTTP/2 connection with no stream open; a WebSocket (ws) was "
+            "accepted by the echo app, which waits for a message. Regenerate with:"
         ),
         "",
         "```sh",
@@ -184,6 +192,8 @@ class Client:
             self._tls.set_alpn_protocols(["http/1.1"])
 
     def _request(self) -> tuple[bytes, Any]:
+        if self.protocol == "ws":
+            return WS_UPGRADE, None
         if self.protocol != "h2c":
             return b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", None
         import h2.config

@@ -34,6 +34,7 @@ def test_per_connection_is_the_slope_between_the_readings() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", False),
         (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n", False),
         (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+        (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", True),
     ],
 )
 def test_a_response_is_complete_once_its_body_is_in(data: bytes, complete: bool) -> None:
