@@ -69,7 +69,7 @@ class ScopeFactory:
         "_proxies",
         "_push_extensions",
         "_state",
-        "_ws_extensions",
+        "_tls",
     )
 
     def __init__(
@@ -85,10 +85,10 @@ class ScopeFactory:
         if info.tls is not None:
             extensions["tls"] = info.tls
         self._extensions = extensions
-        self._push_extensions = {**extensions, "http.response.push": {}}
-        self._ws_extensions: dict[str, Any] = {"websocket.http.response": {}}
-        if info.tls is not None:
-            self._ws_extensions["tls"] = info.tls
+        # Made by the first request that needs them (HTTP/2 and HTTP/3 pushes;
+        # WebSockets): most connections never do, and every idle one pays.
+        self._push_extensions: dict[str, Any] | None = None
+        self._tls = info.tls
         self._state = state
         self._base: dict[str, Any] = {
             "asgi": ASGI_VERSION,
@@ -140,11 +140,13 @@ class ScopeFactory:
         scope["headers"] = request.headers
         # Push is offered on client request streams (HTTP/2: odd; HTTP/3:
         # client-initiated bidirectional), not on pushed ones.
-        scope["extensions"] = dict(
-            self._push_extensions
-            if (version == "2" and stream_id % 2 == 1) or (version == "3" and stream_id % 4 == 0)
-            else self._extensions
-        )
+        if (version == "2" and stream_id % 2 == 1) or (version == "3" and stream_id % 4 == 0):
+            push = self._push_extensions
+            if push is None:
+                push = self._push_extensions = {**self._extensions, "http.response.push": {}}
+            scope["extensions"] = dict(push)
+        else:
+            scope["extensions"] = dict(self._extensions)
         scope["state"] = dict(self._state)
         if request.scheme is not None:
             scope["scheme"] = request.scheme
@@ -166,7 +168,10 @@ class ScopeFactory:
         scope["query_string"] = query_string
         scope["headers"] = request.headers
         scope["subprotocols"] = subprotocols(request.headers)
-        scope["extensions"] = dict(self._ws_extensions)
+        extensions: dict[str, Any] = {"websocket.http.response": {}}
+        if self._tls is not None:
+            extensions["tls"] = self._tls
+        scope["extensions"] = extensions
         scope["state"] = dict(self._state)
         if self._proxies is not None:
             self._proxies.apply(scope)
