@@ -13,7 +13,6 @@ over TLS.
 from __future__ import annotations
 
 import gc
-import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -229,7 +228,7 @@ def _alive(kind: type) -> int:
 
 
 async def test_an_idle_kept_alive_connection_keeps_nothing_of_its_requests(
-    transport: Transport,
+    anyio_backend_name: str, transport: Transport
 ) -> None:
     """Between requests the runner parks holding no stream (nor, with it,
     the request and its headers), and the asyncio transport's stream keeps
@@ -237,7 +236,7 @@ async def test_an_idle_kept_alive_connection_keeps_nothing_of_its_requests(
     connection, memory that a server with many of them would pay for
     every one (a kilobyte or two each)."""
     protocols: list[type] = []
-    if "asyncio" in sys.modules:
+    if anyio_backend_name == "asyncio":  # (and uvloop: anyio's asyncio streams)
         from anyio._backends._asyncio import StreamProtocol
 
         protocols.append(StreamProtocol)
